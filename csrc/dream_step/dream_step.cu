@@ -1,0 +1,1 @@
+// dream_step CUDA kernel: to be written

@@ -1,0 +1,1 @@
+// dream_step CPU kernel: to be written

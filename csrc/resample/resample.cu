@@ -1,0 +1,1 @@
+// resample CUDA kernel: to be written

@@ -1,0 +1,1 @@
+// resample CPU kernel: to be written

@@ -1,0 +1,1 @@
+// tiling CUDA kernel: to be written

@@ -1,0 +1,1 @@
+// tiling CPU kernel: to be written
