@@ -1,0 +1,35 @@
+import os
+import pathlib
+
+import pytest
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+
+
+def cuda_available() -> bool:
+    try:
+        import fastdream
+
+        return fastdream.has_cuda() and torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+requires_cuda = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible (or CUDA not compiled)")
+
+# Devices every kernel test runs on; CUDA cases are skipped (not dropped) when no GPU is visible.
+DEVICES = ["cpu", pytest.param("cuda", marks=[requires_cuda, pytest.mark.cuda])]
+
+
+@pytest.fixture
+def gen():
+    """A seeded generator: kernel tests use random inputs, never zeros."""
+    return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_threads(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    yield
