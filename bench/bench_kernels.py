@@ -1,0 +1,10 @@
+"""Kernel benchmark (the harness lives in fastdream.bench.kernels so `fastdream bench` runs it too).
+
+    python bench/bench_kernels.py --json bench/results/<machine>-kernels.json
+"""
+import sys
+
+from fastdream.bench.kernels import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The Python API, mirroring the command line. Pictures go in and come out in the caller's form."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import torch
+
+from fastdream.convert import resolve_device, to_tensor
+from fastdream.engine.dream import DreamConfig, Dreamer
+from fastdream.engine.objectives import Objective
+from fastdream.errors import FastdreamError
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_backbone(spec, device: str):
+    from fastdream.backbones import load_backbone
+
+    return load_backbone(spec, device=device)
+
+
+def get_backbone(backbone=None, device="cpu"):
+    """A loaded backbone: ``None`` (the embedded EfficientNet-Lite0), a name, a checkpoint path, or an
+    already loaded ``Backbone`` (returned as is)."""
+    if backbone is not None and not isinstance(backbone, (str, bytes)) and hasattr(backbone, "forward_taps"):
+        return backbone.to(device) if hasattr(backbone, "to") else backbone
+    return _cached_backbone(None if backbone is None else str(backbone), str(device))
+
+
+def make_config(preset: str | None = None, **overrides) -> tuple[DreamConfig, list[str]]:
+    """A DreamConfig from a preset (default ``classic``) and overrides; also the preset's layers."""
+    from fastdream.presets import DEFAULT_PRESET, get_preset
+
+    p = get_preset(preset or DEFAULT_PRESET)
+    fields = {f.name for f in dataclasses.fields(DreamConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise FastdreamError(f"unknown dream option(s): {', '.join(unknown)}")
+    cfg = DreamConfig(**{**p["config"], **{k: v for k, v in overrides.items() if v is not None}})
+    cfg.validate()
+    return cfg, list(p["layers"])
+
+
+def dream(image: Any, objective: Objective | None = None, *, preset: str | None = None,
+          layers: Sequence[str] | None = None, classes: Sequence[str | int] | None = None,
+          backbone=None, device: str = "auto", max_size: int | None = None,
+          progress: Callable[[int, int], None] | None = None, return_stats: bool = False, **config):
+    """Dream a picture.
+
+    ``image``: a path, PIL image, numpy array (``[H, W, 3]`` uint8/float) or tensor (``[3, H, W]`` or
+    ``[1, 3, H, W]``); the result comes back in the same form (a PIL image for a path).
+    ``objective``: an objective built from ``fastdream.objectives`` (``Layer``, ``Channel``, ``Neuron``,
+    ``ClassLogit``, ``Guide``...), or ``layers=[...]`` / ``classes=[...]`` by name, or a ``preset``.
+    ``config``: any ``DreamConfig`` field (octaves, steps, step_size, jitter, sigma, norm, tile, seed...).
+
+    >>> import fastdream
+    >>> out = fastdream.dream("photo.jpg", preset="classic", steps=8, seed=1)
+    >>> out.save("dream.png")
+    """
+    from fastdream.engine.spec import build_objective
+
+    dev = resolve_device(device)
+    cfg, preset_layers = make_config(preset, **config)
+    bb = get_backbone(backbone, dev)
+    x, back = to_tensor(image)
+    x = x.to(dev)
+    if objective is None:
+        objective = build_objective(bb, tuple(x.shape[-2:]), layers=list(layers or []),
+                                    classes=[str(c) for c in (classes or [])])
+    if objective is None:
+        objective = build_objective(bb, tuple(x.shape[-2:]), layers=preset_layers)
+    result, stats = dream_tensor(x, objective, bb, cfg, max_size=max_size, progress=progress)
+    out = back(result)
+    return (out, stats) if return_stats else out
+
+
+def dream_tensor(x: torch.Tensor, objective: Objective, backbone, cfg: DreamConfig, max_size: int | None = None,
+                 progress=None, on_octave=None):
+    """Dream ``x`` ``[1, 3, H, W]``; with ``max_size`` the dream runs with the longest side at most
+    ``max_size`` and its detail is added back onto the full-size picture (the output keeps the size)."""
+    from fastdream import ops
+
+    dreamer = Dreamer(backbone, objective, cfg)
+    H, W = x.shape[-2:]
+    if max_size is not None and max(H, W) > max_size:
+        s = max_size / max(H, W)
+        small = ops.resample(x, (max(1, round(H * s)), max(1, round(W * s))), mode="bilinear", antialias=True)
+        out_small, stats = dreamer.run(small, progress=progress, on_octave=on_octave)
+        detail = out_small.sub_(small)
+        out = ops.octave_upsample_add(detail, x, mode="bicubic").clamp_(0, 1)
+        return out, stats
+    return dreamer.run(x, progress=progress, on_octave=on_octave)

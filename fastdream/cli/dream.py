@@ -1,0 +1,109 @@
+"""fastdream dream INPUT -o OUTPUT: DeepDream a picture (or every picture in a folder)."""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import time
+
+from fastdream.cli.common import Timer, add_dream_options, dream_setup, progress_bar
+from fastdream.errors import FastdreamError, InputError
+
+
+def add_parser(sub):
+    from fastdream.presets import DEFAULT_PRESET, describe
+
+    p = sub.add_parser("dream", help="DeepDream a picture", description=(
+        "DeepDream a picture with the embedded EfficientNet-Lite0 (or another backbone). Without objective "
+        f"flags the '{DEFAULT_PRESET}' preset is used. Outputs keep the input's size, EXIF orientation, "
+        "ICC profile and alpha; the parameters are written into the file."),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", help="a picture, or a folder of pictures")
+    p.add_argument("-o", "--output", required=True, help="output picture (.png .jpg .webp .tif .bmp) or folder")
+    p.add_argument("--report", help="write a JSON report here")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    add_dream_options(p, describe())
+    p.set_defaults(func=run)
+    return p
+
+
+def _pictures_in(folder: pathlib.Path):
+    from fastdream.imageio import READABLE
+
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in READABLE)
+    if not files:
+        raise InputError(f"{folder}: no pictures in this folder")
+    return files
+
+
+def run(args) -> int:
+    from fastdream.convert import resolve_device
+    from fastdream.imageio import WRITERS, check_output_path
+
+    src = pathlib.Path(args.input)
+    dst = pathlib.Path(args.output)
+    if not src.exists():
+        raise InputError(f"{src}: no such file or folder")
+    if not 1 <= args.quality <= 100:
+        raise FastdreamError(f"--quality must be 1..100, got {args.quality}")
+    if src.is_dir():
+        if dst.suffix.lower() in WRITERS:
+            raise InputError(f"{dst}: the input is a folder, so the output must be a folder too")
+        if not dst.parent.is_dir():
+            raise InputError(f"{dst}: the folder {dst.parent} does not exist")
+        jobs = [(f, dst / (f.stem + ".png")) for f in _pictures_in(src)]
+        dst.mkdir(exist_ok=True)
+    else:
+        check_output_path(dst)
+        jobs = [(src, dst)]
+    if args.report:
+        rp = pathlib.Path(args.report)
+        if not rp.parent.is_dir() and str(rp) != "-":
+            raise InputError(f"{rp}: the folder {rp.parent} does not exist")
+    device = resolve_device(args.device)
+    reports = []
+    for i, (inp, out) in enumerate(jobs):
+        desc = inp.name if len(jobs) == 1 else f"{inp.name} ({i + 1}/{len(jobs)})"
+        reports.append(dream_one(args, inp, out, device, desc))
+    if args.report:
+        from fastdream.report import write_report
+
+        write_report(args.report, reports[0] if len(reports) == 1 else {"pictures": reports})
+    return 0
+
+
+def dream_one(args, inp, out, device, desc):
+    from fastdream.api import dream_tensor
+    from fastdream.engine.dream import Dreamer
+    from fastdream.imageio import load_image, save_image
+    from fastdream.report import peak_rss_mb
+
+    t0 = time.perf_counter()
+    x, meta = load_image(inp)
+    x = x.to(device)
+    H, W = x.shape[-2:]
+    backbone, objective, cfg, params = dream_setup(args, (H, W), device)
+    evaluator = Dreamer(backbone, objective, cfg)
+    before = evaluator.evaluate(x)
+    steps_total = [0]
+    with Timer() as t, progress_bar(1, desc) as update:
+        result, stats = dream_tensor(x, objective, backbone, cfg, max_size=args.max_size, progress=update)
+    after = evaluator.evaluate(result)
+    save_image(result.cpu(), out, meta, params=params, quality=args.quality)
+    del steps_total
+    return {
+        "input": str(inp),
+        "output": str(out),
+        "input_size": [W, H],
+        "output_size": [int(result.shape[-1]), int(result.shape[-2])],
+        "device": str(device),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "dream_seconds": round(t.seconds, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "objective_before": before,
+        "objective_after": after,
+        "objective_gain": (after / before) if before else None,
+        "steps": stats.steps_done,
+        "skipped_steps": stats.skipped_steps,
+        "octave_sizes": stats.octave_sizes,
+        "params": params,
+    }

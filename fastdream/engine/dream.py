@@ -1,0 +1,253 @@
+"""The DeepDream loop: octaves with detail re-injection, jitter, tiling for any size, the fused step.
+
+Data flow of one step (see DESIGN.md): picture -> jitter shift chosen -> backbone forward with taps
+(on the rolled picture, whole or tile by tile) -> objective -> autograd gives the gradient of the rolled
+picture -> ``ops.dream_step`` smooths, normalizes, steps, clamps and un-rolls it in one pass, in place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Sequence
+
+import torch
+
+from fastdream import ops
+from fastdream.engine.objectives import Context, Objective
+from fastdream.errors import FastdreamError
+
+NORMS = ("mean_abs", "std", "none")
+
+
+@dataclasses.dataclass
+class DreamConfig:
+    """Every knob of a dream. Defaults make a good dream of a photo on the default backbone."""
+
+    octaves: int = 4                  # pyramid levels, coarse to fine
+    octave_scale: float = 1.4         # size ratio between levels
+    steps: int = 10                   # gradient steps per octave
+    step_size: float = 0.012          # in units of the normalized gradient; pixels are in [0, 1]
+    jitter: int = 32                  # random roll of up to +-jitter pixels each step
+    sigma: float | tuple[float, ...] | None = None   # gradient smoothing (one sigma or a cascade)
+    smooth_kernel: int | None = None  # kernel size of the smoothing (default 2*ceil(3*sigma)+1)
+    norm: str = "mean_abs"            # gradient normalization: mean_abs | std | none
+    lower: float | tuple[float, ...] = 0.0   # clamp bounds (per channel allowed)
+    upper: float | tuple[float, ...] = 1.0
+    tile: int | None = None           # tile size; None = automatic (tiles only above max_tile_pixels)
+    tile_overlap: int = 64
+    max_tile_pixels: int = 1280 * 1280  # pictures larger than this are dreamed tile by tile
+    min_octave_size: int = 48         # the smallest octave keeps at least this many pixels per side
+    init: str = "image"               # image | noise
+    seed: int | None = 0
+    recursions: int = 0               # dream, rescale, blend with the original, dream again...
+    recursion_scale: float = 0.85
+    recursion_blend: float = 0.15
+    channels_last: bool = True
+
+    def validate(self) -> None:
+        def bad(msg):
+            raise FastdreamError(msg)
+
+        if not isinstance(self.octaves, int) or self.octaves < 1:
+            bad(f"octaves must be a whole number >= 1, got {self.octaves!r}")
+        if not (self.octave_scale > 1.0 and math.isfinite(self.octave_scale)):
+            bad(f"octave scale must be > 1, got {self.octave_scale!r}")
+        if not isinstance(self.steps, int) or self.steps < 0:
+            bad(f"steps must be a whole number >= 0, got {self.steps!r}")
+        if not (math.isfinite(self.step_size) and self.step_size > 0):
+            bad(f"step size must be a positive number, got {self.step_size!r}")
+        if not isinstance(self.jitter, int) or self.jitter < 0:
+            bad(f"jitter must be a whole number >= 0, got {self.jitter!r}")
+        sig = self.sigmas()
+        if any(not (math.isfinite(s) and s >= 0) for s in sig):
+            bad(f"smoothing sigma must be >= 0, got {self.sigma!r}")
+        if len(sig) > 4:
+            bad(f"at most 4 smoothing sigmas, got {len(sig)}")
+        if self.smooth_kernel is not None and (self.smooth_kernel < 1 or self.smooth_kernel % 2 == 0):
+            bad(f"smoothing kernel size must be odd and >= 1, got {self.smooth_kernel!r}")
+        if self.norm not in NORMS:
+            bad(f"unknown normalization {self.norm!r}; choose from {', '.join(NORMS)}")
+        if self.tile is not None and self.tile < 32:
+            bad(f"tile size must be >= 32 pixels, got {self.tile!r}")
+        if self.tile_overlap < 0 or (self.tile is not None and self.tile_overlap >= self.tile):
+            bad(f"tile overlap must be >= 0 and smaller than the tile, got {self.tile_overlap!r}")
+        if self.init not in ("image", "noise"):
+            bad(f"init must be 'image' or 'noise', got {self.init!r}")
+        if not isinstance(self.recursions, int) or self.recursions < 0:
+            bad(f"recursions must be a whole number >= 0, got {self.recursions!r}")
+        if not 0 < self.recursion_scale <= 1:
+            bad(f"recursion scale must be in (0, 1], got {self.recursion_scale!r}")
+        if not 0 <= self.recursion_blend <= 1:
+            bad(f"recursion blend must be in [0, 1], got {self.recursion_blend!r}")
+
+    def sigmas(self) -> tuple[float, ...]:
+        if self.sigma is None:
+            return ()
+        if isinstance(self.sigma, (int, float)):
+            return () if self.sigma == 0 else (float(self.sigma),)
+        return tuple(float(s) for s in self.sigma)
+
+
+@dataclasses.dataclass
+class DreamStats:
+    steps_done: int = 0
+    skipped_steps: int = 0            # steps whose gradient had NaN/inf (left the picture unchanged)
+    tiles_per_step: list = dataclasses.field(default_factory=list)
+    octave_sizes: list = dataclasses.field(default_factory=list)
+
+
+def octave_sizes(h: int, w: int, octaves: int, scale: float, min_size: int) -> list[tuple[int, int]]:
+    """Sizes from the finest (the picture) to the coarsest octave."""
+    sizes = [(h, w)]
+    for _ in range(octaves - 1):
+        ph, pw = sizes[-1]
+        nh, nw = max(1, round(ph / scale)), max(1, round(pw / scale))
+        if min(nh, nw) < min_size:
+            break
+        sizes.append((nh, nw))
+    return sizes
+
+
+class Dreamer:
+    """Runs dreams of one objective on one backbone. Reusable across pictures."""
+
+    def __init__(self, backbone, objective: Objective, config: DreamConfig | None = None):
+        self.backbone = backbone
+        self.objective = objective
+        self.config = config or DreamConfig()
+        self.config.validate()
+        self.taps = sorted(objective.taps())
+
+    # -- objective and gradient -----------------------------------------------------------------
+    def _forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        """Objective values ``[B]`` of the network input ``x`` (the rolled picture or a tile)."""
+        xin = x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
+        ctx.image = x
+        acts = self.backbone.forward_taps(xin, self.taps) if self.taps else {}
+        return self.objective(acts, ctx)
+
+    def _layout(self, h: int, w: int, offset=(0, 0)):
+        cfg = self.config
+        tile = cfg.tile
+        if tile is None:
+            if h * w <= cfg.max_tile_pixels:
+                return None
+            tile = int(math.sqrt(cfg.max_tile_pixels))
+        if tile >= h and tile >= w and cfg.tile is None:
+            return None
+        return ops.tile_layout(h, w, tile, min(cfg.tile_overlap, tile - 1), offset=offset)
+
+    def gradient(self, img: torch.Tensor, shift=(0, 0), tile_offset=(0, 0), grad_out=None):
+        """Gradient of the objective w.r.t. ``torch.roll(img, shift)`` (what dream_step expects), and
+        the objective value (mean over tiles). ``img``: ``[1, 3, H, W]``."""
+        H, W = img.shape[-2:]
+        rolled = torch.roll(img, shifts=shift, dims=(2, 3)) if shift != (0, 0) else img
+        layout = self._layout(H, W, tile_offset)
+        if layout is None:
+            x = rolled.detach().requires_grad_(True)
+            value = self._forward(x, Context((H, W), shift)).sum()
+            (g,) = torch.autograd.grad(value, x)
+            return g, float(value.detach())
+        grad = grad_out if grad_out is not None else torch.empty_like(img)
+        grad.zero_()
+        total = 0.0
+        for n in range(len(layout)):
+            tile = ops.extract_tiles(rolled, layout, start=n, count=1)[0]  # [1, 3, th, tw]
+            ty, tx = layout.ys[n // len(layout.xs)], layout.xs[n % len(layout.xs)]
+            x = tile.requires_grad_(True)
+            value = self._forward(x, Context((H, W), shift, (ty, tx, layout.tile_h, layout.tile_w))).sum()
+            (g,) = torch.autograd.grad(value, x)
+            ops.accumulate_tiles(g[None], layout, grad, start=n)
+            total += float(value.detach())
+        return grad, total / len(layout)
+
+    @torch.no_grad()
+    def evaluate(self, img: torch.Tensor) -> float:
+        """The objective on ``img`` without jitter, at full size (tiled like the dream when large)."""
+        H, W = img.shape[-2:]
+        layout = self._layout(H, W)
+        if layout is None:
+            return float(self._forward(img, Context((H, W))).sum())
+        total = 0.0
+        for n in range(len(layout)):
+            tile = ops.extract_tiles(img, layout, start=n, count=1)[0]
+            ty, tx = layout.ys[n // len(layout.xs)], layout.xs[n % len(layout.xs)]
+            total += float(self._forward(tile, Context((H, W), (0, 0), (ty, tx, layout.tile_h, layout.tile_w))).sum())
+        return total / len(layout)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self, image: torch.Tensor, progress: Callable[[int, int], None] | None = None,
+            on_octave: Callable[[int, torch.Tensor], None] | None = None) -> tuple[torch.Tensor, DreamStats]:
+        """Dream ``image`` (``[1, 3, H, W]`` float32 in [0, 1]); returns a new tensor and statistics.
+
+        ``progress(done, total)`` is called after every step; ``on_octave(i, picture)`` after each octave.
+        """
+        cfg = self.config
+        if image.dim() != 4 or image.shape[0] != 1 or image.shape[1] != 3:
+            raise FastdreamError(f"expected a picture [1, 3, H, W], got shape {tuple(image.shape)}")
+        gen = torch.Generator().manual_seed(cfg.seed if cfg.seed is not None else torch.seed())
+        original = image.detach().float().contiguous()
+        if cfg.init == "noise":
+            noise = torch.rand(original.shape, generator=gen).mul_(0.2).add_(0.4)
+            start = noise.to(original.device)
+        else:
+            start = original
+        stats = DreamStats()
+        rounds = cfg.recursions + 1
+        sizes = octave_sizes(*original.shape[-2:], cfg.octaves, cfg.octave_scale, cfg.min_octave_size)
+        total = rounds * len(sizes) * cfg.steps
+        done = 0
+        current = start
+        for r in range(rounds):
+            if r > 0:  # the recursion variant: rescale the dream, blend in the original, dream again
+                h, w = current.shape[-2:]
+                small = ops.resample(current, (max(1, round(h * cfg.recursion_scale)), max(1, round(w * cfg.recursion_scale))),
+                                     mode="bicubic", antialias=True)
+                current = ops.resample(small, (h, w), mode="bicubic").clamp_(0, 1)
+                current.mul_(1 - cfg.recursion_blend).add_(original, alpha=cfg.recursion_blend)
+            current, done = self._octaves(current, sizes, gen, stats, progress, on_octave, done, total)
+        return current, stats
+
+    def _octaves(self, picture, sizes, gen, stats, progress, on_octave, done, total):
+        cfg = self.config
+        # bases[i] is the picture at sizes[i]; each coarser level is resampled from the full picture
+        bases = [picture]
+        for s in sizes[1:]:
+            bases.append(ops.resample(picture, s, mode="bilinear", antialias=True))
+        stats.octave_sizes = [list(s) for s in sizes]
+        detail = None
+        img = None
+        for level in range(len(sizes) - 1, -1, -1):
+            base = bases[level]
+            if detail is None:
+                img = base.clone()
+            else:
+                img = ops.octave_upsample_add(detail, base, mode="bilinear")
+            H, W = img.shape[-2:]
+            norms = []
+            grad_buf = None
+            for _ in range(cfg.steps):
+                j = cfg.jitter
+                if j > 0:
+                    dy, dx = (int(v) for v in torch.randint(-j, j + 1, (2,), generator=gen))
+                else:
+                    dy, dx = 0, 0
+                to = tuple(int(v) for v in torch.randint(0, 1 << 16, (2,), generator=gen))
+                grad, _ = self.gradient(img, (dy, dx), to, grad_out=grad_buf)
+                if grad.shape == img.shape and grad_buf is None and self._layout(H, W) is not None:
+                    grad_buf = grad
+                norms.append(ops.dream_step(img, grad, step_size=cfg.step_size, sigma=cfg.sigmas() or None,
+                                            kernel_size=cfg.smooth_kernel, norm=cfg.norm, lower=cfg.lower,
+                                            upper=cfg.upper, shift=(dy, dx)))
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            if norms:
+                stats.skipped_steps += int(torch.isnan(torch.cat(norms)).sum())
+                stats.steps_done += len(norms)
+            if on_octave is not None:
+                on_octave(len(sizes) - 1 - level, img)
+            if level > 0:
+                detail = img.sub_(base)  # reuse the picture's buffer for the detail
+            del grad_buf
+        return img, done
