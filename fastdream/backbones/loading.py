@@ -64,6 +64,9 @@ def load_backbone(
     - ``"torchvision:NAME"`` when torchvision is installed: weights from ``weights=PATH`` or torch's
       hub cache; downloaded only with ``download=True``.
 
+    For built-in backbones and checkpoints ``layers`` only checks the names early (all taps stay
+    available). A passed ``nn.Module`` is frozen in place (eval, ``requires_grad=False``).
+
     >>> bb = load_backbone()
     >>> bb.class_index("tabby cat")
     281
