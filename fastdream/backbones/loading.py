@@ -64,6 +64,9 @@ def load_backbone(
     - ``"torchvision:NAME"`` when torchvision is installed: weights from ``weights=PATH`` or torch's
       hub cache; downloaded only with ``download=True``.
 
+    For built-in backbones and checkpoints ``layers`` only checks the names early (all taps stay
+    available). A passed ``nn.Module`` is frozen in place (eval, ``requires_grad=False``).
+
     >>> bb = load_backbone()
     >>> bb.class_index("tabby cat")
     281
@@ -163,14 +166,15 @@ def _read(path: pathlib.Path):
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        if "Weights only load failed" in msg or "Unsupported global" in msg or "weights_only" in msg:
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg) or re.search(r"GLOBAL ([\w.]+)", msg)
-            what = f" (it needs the class {found.group(1)})" if found else ""
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
+        if found or "Unsupported class" in msg:
+            what = f" (it needs {found.group(1)})" if found else ""
             raise FastdreamError(
                 f"{path} holds pickled Python objects{what}, which fastdream does not load (unpickling can run "
                 "code): save model.state_dict() instead, or pass the nn.Module to load_backbone() in Python"
             ) from None
-        raise FastdreamError(f"{path} is not a PyTorch checkpoint ({_short(msg)})") from None
+        reason = re.search(r"WeightsUnpickler error:\s*(.+)", msg)
+        raise FastdreamError(f"{path} is not a PyTorch checkpoint ({_short(reason.group(1) if reason else msg)})") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError) as e:
         raise FastdreamError(f"{path} is not a PyTorch checkpoint ({_short(str(e))})") from None
 
