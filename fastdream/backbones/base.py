@@ -16,6 +16,9 @@ from fastdream.backbones.classes import ClassNames
 from fastdream.errors import FastdreamError, suggest
 
 LOGITS = "logits"
+# Per-position class logits [B, K, h, w] where the classifier is a linear layer over globally averaged
+# features (then its mean over positions is the logits); other backbones give the logits [B, K].
+CLASS_MAP = "class_map"
 
 
 class _TapsComplete(Exception):
@@ -98,6 +101,20 @@ class Backbone(nn.Module):
     def aliases(self) -> dict[str, str]:
         return dict(self._aliases)
 
+    def _class_map_parts(self):
+        """(tap, linear layer) for per-position class logits, or (``logits``, None) when the model's
+        classifier is not a linear layer over averaged features."""
+        fc = getattr(self.model, "_fc", None)
+        if isinstance(fc, torch.nn.Linear) and "head" in self._taps:
+            return "head", fc
+        return LOGITS, None
+
+    def channels(self, name: str) -> int:
+        """Number of channels of tap ``name`` (from a forward at 224 pixels, cached)."""
+        if not hasattr(self, "_channels_cache"):
+            self._channels_cache = {n: shape[0] for n, shape in self.layers(224)}
+        return self._channels_cache[self.resolve_tap(name)]
+
     def resolve_tap(self, name: str) -> str:
         """The canonical tap name for ``name`` (an alias resolves to its tap); unknown names raise."""
         if name in self._taps or name == LOGITS:
@@ -132,6 +149,15 @@ class Backbone(nn.Module):
         requested = list(dict.fromkeys(taps))
         if not requested:
             raise FastdreamError("no taps requested")
+        if CLASS_MAP in requested:
+            head, fc = self._class_map_parts()
+            rest = [t for t in requested if t != CLASS_MAP]
+            inner = self.forward_taps(x, list(dict.fromkeys([*rest, head])))
+            if fc is None:
+                cmap = inner[head]
+            else:
+                cmap = torch.nn.functional.conv2d(inner[head], fc.weight[:, :, None, None], fc.bias)
+            return {t: (cmap if t == CLASS_MAP else inner[t]) for t in requested}
         self._check_input(x)
         canon = {t: self.resolve_tap(t) for t in requested}
         wanted = {c for c in canon.values() if c != LOGITS}
