@@ -327,3 +327,30 @@ def test_dream_step_cuda_rejects_mixed_devices(gen):
 def test_dream_step_tolerance_table_covers_cuda_dtypes():
     assert set(TOLERANCES) == {torch.float32, torch.float16, torch.bfloat16}
     assert all(math.isfinite(v) for t in TOLERANCES.values() for v in t.values())
+
+
+_THREADS_SCRIPT = """
+import hashlib, torch
+from fastdream.ops.dream_step import dream_step
+g = torch.Generator().manual_seed(3)
+image = torch.rand(2, 3, 97, 131, generator=g); grad = torch.randn(2, 3, 97, 131, generator=g)
+norms = dream_step(image, grad, step_size=0.05, sigma=(0.5, 1.0, 2.0), kernel_size=9, norm="std", shift=(5, 8))
+print(hashlib.sha256(image.numpy().tobytes() + norms.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_dream_step_same_bytes_for_any_thread_count():
+    """Work items and the reduction order depend on the sizes only, not on OMP_NUM_THREADS."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    digests = set()
+    for threads in ("1", "2", "3"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, PYTHONPATH=str(REPO))
+        out = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], env=env, capture_output=True, text=True,
+                             check=True)
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
