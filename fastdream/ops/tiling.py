@@ -1,0 +1,197 @@
+"""Overlapping tiles for dreaming pictures of any size with bounded memory.
+
+The engine cuts an image into same-size overlapping tiles (:func:`tile_layout`, :func:`extract_tiles`),
+computes gradients a few tiles at a time, and blends them back (:func:`accumulate_tiles`). Blend weights
+are separable linear ramps over the overlaps, normalized so that they sum to one at every pixel; since
+the layout is a product grid, the normalizer is separable too and any subset of tiles can be
+accumulated without seeing the others. References: :mod:`fastdream.reference.tiling`.
+
+>>> layout = tile_layout(1080, 1920, tile=512, overlap=64)
+>>> out = torch.zeros_like(image)
+>>> for start in range(0, len(layout), 4):
+...     tiles = extract_tiles(image, layout, start, count=min(4, len(layout) - start))
+...     accumulate_tiles(grad_of(tiles), layout, out, start)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fastdream.ops._boundary import capsule, native, require_tensor, stream_of, workspace
+
+__all__ = ["TileLayout", "tile_layout", "extract_tiles", "accumulate_tiles"]
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Where the tiles of a ``height x width`` picture lie.
+
+    ``ys`` / ``xs``: tile starts along each axis (the layout is their product grid, tile ``n`` at
+    ``(ys[n // len(xs)], xs[n % len(xs)])``); ``tile_h`` / ``tile_w``: the size of every tile (the
+    requested tile clipped to the picture); ``overlap``: the blend ramp length; ``offset``: the offsets
+    used, reduced modulo the stride.
+    """
+
+    ys: tuple
+    xs: tuple
+    tile_h: int
+    tile_w: int
+    height: int
+    width: int
+    overlap: int
+    offset: tuple = (0, 0)
+
+    def __len__(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+    def tile(self, n: int) -> tuple[int, int]:
+        """Top-left corner ``(y, x)`` of tile ``n``."""
+        if not 0 <= n < len(self):
+            raise IndexError(f"tile {n} does not exist, the layout has {len(self)} tiles")
+        return self.ys[n // len(self.xs)], self.xs[n % len(self.xs)]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _axis_starts(length: int, tile: int, overlap: int, offset: int) -> tuple[tuple, int]:
+    """Tile starts along one axis and the reduced offset."""
+    t = min(tile, length)
+    if t == length:
+        return (0,), 0
+    stride = t - overlap
+    o = offset % stride
+    starts: list[int] = []
+    k = 0
+    while True:
+        s = k * stride - o
+        c = min(max(s, 0), length - t)
+        if not starts or starts[-1] != c:
+            starts.append(c)
+        if s + t >= length:
+            break
+        k += 1
+    return tuple(starts), o
+
+
+def tile_layout(height: int, width: int, tile=512, overlap: int = 64, offset=(0, 0)) -> TileLayout:
+    """Overlapping same-size tiles covering a ``height x width`` picture.
+
+    ``tile``: an int or ``(th, tw)``; ``overlap``: an int with ``0 <= overlap < tile``; ``offset``:
+    ``(oy, ox)`` shifts the grid (any ints, e.g. the jitter of the current step) so that seams move.
+    Per axis of length L with tile T' = min(T, L) and stride S = T' - overlap, the starts are
+    ``k*S - (o mod S)`` for k = 0, 1, ... until a tile reaches the end, each clamped to [0, L - T'].
+
+    >>> layout = tile_layout(1080, 1920, tile=512, overlap=64)
+    >>> len(layout), layout.ys, layout.xs
+    (15, (0, 448, 568), (0, 448, 896, 1344, 1408))
+    """
+    for name, v in (("height", height), ("width", width), ("overlap", overlap)):
+        if not _is_int(v):
+            raise TypeError(f"{name}: expected an int, got {type(v).__name__} {v!r}")
+    if height < 1 or width < 1:
+        raise ValueError(f"height and width must be positive, got {height} x {width}")
+    if _is_int(tile):
+        th = tw = tile
+    elif isinstance(tile, (tuple, list)) and len(tile) == 2 and all(_is_int(v) for v in tile):
+        th, tw = tile
+    else:
+        raise TypeError(f"tile: expected an int or a pair of ints (th, tw), got {tile!r}")
+    if th < 1 or tw < 1:
+        raise ValueError(f"tile: expected positive sizes, got {tile!r}")
+    if not 0 <= overlap < min(th, tw):
+        raise ValueError(f"overlap must be in [0, {min(th, tw)}) for tile {tile!r}, got {overlap}")
+    if not (isinstance(offset, (tuple, list)) and len(offset) == 2 and all(_is_int(v) for v in offset)):
+        raise TypeError(f"offset: expected a pair of ints (oy, ox), got {offset!r}")
+    ys, oy = _axis_starts(height, th, overlap, offset[0])
+    xs, ox = _axis_starts(width, tw, overlap, offset[1])
+    return TileLayout(ys, xs, min(th, height), min(tw, width), height, width, overlap, (oy, ox))
+
+
+def _check_layout(layout) -> TileLayout:
+    if not isinstance(layout, TileLayout):
+        raise TypeError(f"layout: expected a TileLayout (from tile_layout()), got {type(layout).__name__}")
+    again = tile_layout(layout.height, layout.width, (layout.tile_h, layout.tile_w), layout.overlap, layout.offset)
+    if again != layout:
+        raise ValueError(f"layout: not one that tile_layout() makes: {layout}")
+    return layout
+
+
+def _check_range(name: str, v, lo: int, hi: int) -> int:
+    if not _is_int(v):
+        raise TypeError(f"{name}: expected an int, got {type(v).__name__} {v!r}")
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v}")
+    return v
+
+
+def _check_float(t, name: str, ndim: int, shape_doc: str) -> torch.Tensor:
+    require_tensor(t, name)
+    if t.dtype != torch.float32:
+        raise TypeError(f"{name}: expected a float32 tensor, got {t.dtype}")
+    if t.dim() != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-d tensor {shape_doc}, got shape {list(t.shape)}")
+    return t
+
+
+def _layout_args(layout: TileLayout) -> tuple:
+    return (layout.tile_h, layout.tile_w, layout.overlap, layout.offset[0], layout.offset[1])
+
+
+def extract_tiles(image: torch.Tensor, layout: TileLayout, start: int = 0, count: int | None = None) -> torch.Tensor:
+    """Copy tiles ``start .. start+count-1`` of ``image [B, C, H, W]`` -> ``[count, B, C, th, tw]``.
+
+    ``count`` defaults to all remaining tiles.
+    """
+    _check_float(image, "image", 4, "[B, C, H, W]")
+    _check_layout(layout)
+    if tuple(image.shape[-2:]) != (layout.height, layout.width):
+        raise ValueError(
+            f"image is {list(image.shape)} but the layout is for {layout.height} x {layout.width} pictures"
+        )
+    n = len(layout)
+    _check_range("start", start, 0, n)
+    count = n - start if count is None else _check_range("count", count, 0, n - start)
+    image = image.detach().contiguous()
+    B, C = image.shape[:2]
+    tiles = torch.empty((count, B, C, layout.tile_h, layout.tile_w), dtype=image.dtype, device=image.device)
+    if tiles.numel():
+        native().extract_tiles(capsule(image), capsule(tiles), *_layout_args(layout), start, stream_of(image))
+    return tiles
+
+
+def accumulate_tiles(tiles: torch.Tensor, layout: TileLayout, out: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """Add tiles ``start .. start+len(tiles)-1`` (``tiles [n, B, C, th, tw]``), weighted by the normalized
+    blend weights, into ``out [B, C, H, W]`` in place; returns ``out``.
+
+    After every tile of the layout has been accumulated into a zeroed ``out``, ``out`` is the blend
+    ``sum_n w_n * tile_n / sum_n w_n``; batches may come in any grouping and give the same bits.
+    ``out`` must be contiguous and must not overlap ``tiles``.
+    """
+    _check_float(tiles, "tiles", 5, "[n, B, C, th, tw]")
+    _check_float(out, "out", 4, "[B, C, H, W]")
+    _check_layout(layout)
+    if tuple(out.shape[-2:]) != (layout.height, layout.width):
+        raise ValueError(f"out is {list(out.shape)} but the layout is for {layout.height} x {layout.width} pictures")
+    if tiles.device != out.device:
+        raise ValueError(f"tiles and out must be on the same device, got {tiles.device} and {out.device}")
+    if not out.is_contiguous():
+        raise ValueError(f"out: expected a contiguous tensor, got strides {out.stride()}")
+    expected = (out.shape[0], out.shape[1], layout.tile_h, layout.tile_w)
+    if tuple(tiles.shape[1:]) != expected:
+        raise ValueError(f"tiles: expected shape [n, {', '.join(map(str, expected))}], got {list(tiles.shape)}")
+    n = len(layout)
+    _check_range("start", start, 0, n)
+    if start + tiles.shape[0] > n:
+        raise ValueError(
+            f"tiles {start} .. {start + tiles.shape[0] - 1} do not exist, the layout has {n} tiles"
+        )
+    if tiles.shape[0] == 0 or out.numel() == 0:
+        return out
+    tiles = tiles.detach().contiguous()
+    _C = native()
+    ws = workspace(_C.tiling_workspace_bytes(layout.height, layout.width, *_layout_args(layout)), out)
+    _C.accumulate_tiles(capsule(tiles), capsule(out), *_layout_args(layout), start, capsule(ws), stream_of(out))
+    return out
