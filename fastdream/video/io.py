@@ -114,24 +114,40 @@ class FrameReader:
         try:
             stream = c.streams.video[0]
             stream.thread_type = "AUTO"
-            it = c.decode(stream)
+            packets = c.demux(stream)
             while True:
                 try:
-                    frame = next(it)
+                    pkt = next(packets)
                 except StopIteration:
-                    return
-                except (av.error.FFmpegError, OSError, ValueError) as e:  # corrupt data: keep what we have
+                    break
+                except (av.error.FFmpegError, OSError, ValueError) as e:  # a damaged container: stop here
                     self.error = _err(e)
-                    return
-                a = frame.to_ndarray(format="rgb24")
-                if a.shape[:2] != (self.info.height, self.info.width):  # a mid-stream size change
-                    import cv2
-
-                    a = cv2.resize(a, (self.info.width, self.info.height), interpolation=cv2.INTER_AREA)
-                self.decoded += 1
-                yield a
+                    break
+                try:  # a damaged packet: skip it, keep decoding (the flush packet at the end is None data)
+                    frames = pkt.decode()
+                except (av.error.FFmpegError, ValueError) as e:
+                    self.error = _err(e)
+                    continue
+                for frame in frames:
+                    yield self._rgb(frame)
+            try:
+                for frame in stream.decode(None):
+                    yield self._rgb(frame)
+            except av.error.EOFError:  # the demuxer's last packet flushed the decoder already
+                pass
+            except (av.error.FFmpegError, ValueError) as e:
+                self.error = self.error or _err(e)
         finally:
             c.close()
+
+    def _rgb(self, frame) -> np.ndarray:
+        a = frame.to_ndarray(format="rgb24")
+        if a.shape[:2] != (self.info.height, self.info.width):  # a mid-stream size change
+            import cv2
+
+            a = cv2.resize(a, (self.info.width, self.info.height), interpolation=cv2.INTER_AREA)
+        self.decoded += 1
+        return a
 
     def lost(self) -> int:
         """Frames the container announced but that could not be decoded (truncated or corrupt input)."""

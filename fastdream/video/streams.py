@@ -80,7 +80,7 @@ class StdinSource(Source):
                              f"{self.width}x{self.height} RGB24 frame ({self.nbytes} bytes): does --size match "
                              "the input?")
         self.frames += 1
-        return np.frombuffer(bytes(buf), np.uint8).reshape(self.height, self.width, 3)
+        return np.frombuffer(buf, np.uint8).reshape(self.height, self.width, 3)  # a writable bytearray
 
 
 class CameraSource(Source):
