@@ -11,10 +11,12 @@
 
 #include "common/tensor.h"
 
+#ifndef FD_HD
 #if defined(__CUDACC__)
 #define FD_HD __host__ __device__
 #else
 #define FD_HD
+#endif
 #endif
 
 // Hot CPU loops are compiled twice (AVX2+FMA and baseline x86-64) and picked at load time; the wheel

@@ -16,10 +16,12 @@
 
 #include "common/tensor.h"
 
+#ifndef FD_HD
 #if defined(__CUDACC__)
 #define FD_HD __host__ __device__
 #else
 #define FD_HD
+#endif
 #endif
 
 #if !defined(FASTDREAM_CLONES)
