@@ -70,9 +70,6 @@ class DreamProcessor:
     """The iterative dreamer as a frame processor: ``dream_tensor`` with a per-frame seed."""
 
     def __init__(self, backbone, objective, cfg, max_size: int | None = None, name: str = "dream"):
-        # channels_last=False: the engine at this commit hands dream_step a channels-last gradient,
-        # which the op refuses; NCHW throughout sidesteps it (drop this once the engine makes it contiguous)
-        cfg = dataclasses.replace(cfg, channels_last=False)
         self.backbone, self.objective, self.cfg, self.max_size = backbone, objective, cfg, max_size
         self.name = name
         self._cfg = cfg
