@@ -83,11 +83,25 @@ class StdinSource(Source):
         return np.frombuffer(buf, np.uint8).reshape(self.height, self.width, 3)  # a writable bytearray
 
 
+def _quiet_cv2():
+    """OpenCV's capture back-ends log their own warnings to stderr; our errors say it in one line."""
+    import cv2
+
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:
+        try:
+            cv2.setLogLevel(2)
+        except AttributeError:
+            pass
+    return cv2
+
+
 class CameraSource(Source):
     """An OpenCV capture device by index."""
 
     def __init__(self, index: int, size=None, fps=None):
-        import cv2
+        cv2 = _quiet_cv2()
 
         self.cap = cv2.VideoCapture(index)
         if not self.cap.isOpened():
@@ -119,6 +133,23 @@ class CameraSource(Source):
 
     def close(self):
         self.cap.release()
+
+
+class CvSource(CameraSource):
+    """A URL that FFmpeg (PyAV) could not open, tried with OpenCV's capture back-ends."""
+
+    def __init__(self, spec: str):
+        cv2 = _quiet_cv2()
+        self.cap = cv2.VideoCapture(spec)
+        ok, first = (self.cap.read() if self.cap.isOpened() else (False, None))
+        if not ok or first is None:
+            self.cap.release()
+            raise InputError(f"{spec}: cannot open the stream (neither FFmpeg nor OpenCV could read it)")
+        self._first = first
+        self.height, self.width = first.shape[:2]
+        self.fps = fractions.Fraction(self.cap.get(cv2.CAP_PROP_FPS) or 30).limit_denominator(1001)
+        self.live = True
+        self.name = spec
 
 
 class AVSource(Source):
@@ -184,14 +215,8 @@ def open_source(spec: str, size=None, fps=None, timeout: float = 10.0) -> Source
     if kind == "url":
         try:
             return AVSource(spec, live=True, timeout=timeout)
-        except InputError as first:
-            import cv2
-
-            cap = cv2.VideoCapture(spec)
-            if cap.isOpened():
-                cap.release()
-                raise first  # PyAV's message is the more useful one; OpenCV opened what FFmpeg could not?
-            raise first
+        except InputError:
+            return CvSource(spec)
     from fastdream.video.io import open_input
 
     open_input(spec).close()  # the file checks and messages of the file path
