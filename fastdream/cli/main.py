@@ -13,6 +13,8 @@ COMMANDS = {
     "layers": "layers",
     "sheet": "sheet",
     "bench": "bench",
+    "zoom": "zoom",
+    "video": "video",
 }
 
 
