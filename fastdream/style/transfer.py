@@ -335,7 +335,7 @@ class StyleTransfer:
         xg = x.detach().requires_grad_(need_grad)
         with torch.set_grad_enabled(need_grad):
             tv = self._tv(xg)
-            total = cfg.content_weight * content + cfg.style_weight * style + cfg.tv_weight * float(tv.detach())
+        total = cfg.content_weight * content + cfg.style_weight * style + cfg.tv_weight * float(tv.detach())
         parts = {"content": content, "style": style, "tv": float(tv.detach()), "per_layer": per_layer}
         if not need_grad:
             return total, parts, None
