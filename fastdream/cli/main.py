@@ -13,6 +13,7 @@ COMMANDS = {
     "layers": "layers",
     "sheet": "sheet",
     "bench": "bench",
+    "style": "style",
 }
 
 

@@ -392,8 +392,10 @@ class StyleTransfer:
         gen = torch.Generator().manual_seed(int(cfg.seed))
         torch.manual_seed(int(cfg.seed))
 
-        if init is None and isinstance(cfg.init, torch.Tensor):
-            init = cfg.init
+        if init is None and not (isinstance(cfg.init, str) and cfg.init in ("content", "noise")):
+            from fastdream.convert import to_tensor
+
+            init = to_tensor(cfg.init)[0]  # a path, PIL image, numpy array or tensor
         if init is not None:
             x = resize(init.detach().float().to(device), plan[0][0])
             if cfg.preserve_color == "luminance":
