@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from fastdream.errors import FastdreamError
+from fastdream.style.color import gray3
 from fastdream.style.gram import blend_grams, gram_sum, target_scale
 
 # Chosen by looking at pictures on EfficientNet-Lite0 (see docs/style.md): the ends of the stages at
@@ -210,6 +211,9 @@ class StyleTransfer:
                 k += 1
         sizes = [fit_long_side(h, w, long_side / 2 ** (k - 1 - i)) for i in range(k)]
         if isinstance(cfg.iters, (tuple, list)):
+            if len(cfg.iters) not in (1, k):
+                raise FastdreamError(f"{len(cfg.iters)} iteration counts for {k} scales "
+                                     f"({', '.join(f'{w}x{h}' for h, w in sizes)}); give one or {k}")
             its = list(cfg.iters) if len(cfg.iters) == k else [cfg.iters[0]] * k
         else:
             # every scale gets about the same work: 4x the pixels, a quarter of the evaluations
@@ -370,7 +374,7 @@ class StyleTransfer:
         """Paint ``content [1, 3, H, W]`` (float in [0, 1]) in the style of ``styles`` (pictures
         ``[1, 3, h, w]`` with weights). ``init``: a start picture (any size) instead of ``config.init``.
         Returns the picture ``[1, 3, H', W']`` (``H', W'`` from ``config.size``) and statistics."""
-        from fastdream.style.color import gray3, keep_chroma, match_color
+        from fastdream.style.color import keep_chroma, match_color
 
         cfg = self.config
         if content.dim() != 4 or content.shape[:2] != (1, 3):
@@ -418,7 +422,7 @@ class StyleTransfer:
             stats.tiles.append(len(self.tiles(*size)))
             if level == len(plan) - 1:
                 # the report's "start" is the starting picture at the output size
-                start = x if level == 0 else resize(self._start_picture(content, init, gen, plan[0][0]), size)
+                start = x if level == 0 else self._start_picture(content, init, plan[0][0], size)
                 _, p0, _ = self.evaluate(start, targets, cfeats, need_grad=False)
                 stats.content_loss_start, stats.style_loss_start = p0["content"], p0["style"]
             x, n = self._optimize(x, iters, targets, cfeats, progress, done, total_evals)
@@ -432,12 +436,15 @@ class StyleTransfer:
         assert tuple(x.shape[-2:]) == tuple(final_size)
         return x.detach(), stats
 
-    def _start_picture(self, content, init, gen, size):
+    def _start_picture(self, content, init, coarse, size):
+        """The starting picture as it would be at the output ``size`` (for the report's start losses)."""
         cfg = self.config
         if init is not None:
-            return resize(init.detach().float().to(content.device), size)
+            x = resize(init.detach().float().to(content.device), size)
+            return gray3(x) if cfg.preserve_color == "luminance" else x
         if cfg.init == "noise":
-            return torch.rand((1, 3, *size), generator=torch.Generator().manual_seed(int(cfg.seed))).to(content.device)
+            g = torch.Generator().manual_seed(int(cfg.seed))
+            return resize(torch.rand((1, 3, *coarse), generator=g).to(content.device), size)
         return resize(content, size)
 
     def _optimize(self, x, iters, targets, cfeats, progress, done, total):
