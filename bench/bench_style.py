@@ -3,7 +3,7 @@
     PYTHONPATH=. python bench/bench_style.py --size 2048 --iters 40,10,4,2 --json out.json
 
 Inputs: a content photo (default tests/data/astronaut_128.jpg upscaled, or --content PATH) and a
-procedural style (``fastdream.style.samples``), fixed seed. One run (style transfer is minutes long on
+procedural style (``fastdream.stylize.samples``), fixed seed. One run (style transfer is minutes long on
 a CPU; repeat the command for spread)."""
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def main(argv=None) -> int:
     from fastdream.backbones import load_backbone
     from fastdream.imageio import load_image
     from fastdream.report import peak_rss_mb
-    from fastdream.style import samples
-    from fastdream.style.transfer import StyleConfig, StyleTransfer
+    from fastdream.stylize import samples
+    from fastdream.stylize.transfer import StyleConfig, StyleTransfer
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--content", default=str(REPO / "tests" / "data" / "astronaut_128.jpg"))

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from fastdream.style import samples
-from fastdream.style.color import rgb_to_ycbcr
-from fastdream.style.gram import blend_grams, gram_matrix
-from fastdream.style.transfer import StyleConfig, StyleTransfer
+from fastdream.stylize import samples
+from fastdream.stylize.color import rgb_to_ycbcr
+from fastdream.stylize.gram import blend_grams, gram_matrix
+from fastdream.stylize.transfer import StyleConfig, StyleTransfer
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 
@@ -113,7 +113,7 @@ def test_preserve_color_keeps_content_chroma(backbone, content):
 
 
 def test_api_returns_input_type(backbone, content):
-    import fastdream.style as fs
+    import fastdream.stylize as fs
 
     kw = dict(styles=[(samples.swirls(64), 1.0)], size=64, iters=1, backbone=backbone, device="cpu")
     t = fs.style(content[0], **kw)
@@ -129,7 +129,7 @@ def test_api_returns_input_type(backbone, content):
 
 def test_style_objective_is_an_objective(backbone, content):
     from fastdream.engine.objectives import Context, Layer, Objective
-    from fastdream.style.objective import StyleObjective
+    from fastdream.stylize.objective import StyleObjective
 
     obj = StyleObjective.from_images(backbone, [(samples.swirls(96, seed=7), 2.0),
                                                 (samples.stained_glass(96, seed=8), 1.0)], size=96)

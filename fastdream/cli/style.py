@@ -39,7 +39,7 @@ def _weights(s: str):
 
 
 def add_parser(sub):
-    from fastdream.style.transfer import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleConfig
+    from fastdream.stylize.transfer import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleConfig
 
     d = StyleConfig()
     p = sub.add_parser("style", help="neural style transfer (Gatys et al.)", description=(
@@ -99,12 +99,12 @@ def parse_style(spec: str) -> tuple[str, float]:
 
 
 def run(args) -> int:
-    from fastdream.style.api import get_backbone
+    from fastdream.stylize.api import get_backbone
     from fastdream.convert import resolve_device
     from fastdream.imageio import check_output_path, load_image, save_image
     from fastdream.report import peak_rss_mb, write_report
-    from fastdream.style.gram import blend_grams
-    from fastdream.style.transfer import StyleConfig, StyleTransfer
+    from fastdream.stylize.gram import blend_grams
+    from fastdream.stylize.transfer import StyleConfig, StyleTransfer
 
     t0 = time.perf_counter()
     # every check before any work: output, report, pictures, weights, layers, sizes

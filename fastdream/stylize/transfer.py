@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from fastdream.errors import FastdreamError
-from fastdream.style.color import gray3
-from fastdream.style.gram import blend_grams, gram_sum, target_scale
+from fastdream.stylize.color import gray3
+from fastdream.stylize.gram import blend_grams, gram_sum, target_scale
 
 # Chosen by looking at pictures on EfficientNet-Lite0 (see docs/style.md): the ends of the stages at
 # strides 2..16 carry colour, strokes and texture; block10 (stride 16, 112 channels) keeps the objects
@@ -374,7 +374,7 @@ class StyleTransfer:
         """Paint ``content [1, 3, H, W]`` (float in [0, 1]) in the style of ``styles`` (pictures
         ``[1, 3, h, w]`` with weights). ``init``: a start picture (any size) instead of ``config.init``.
         Returns the picture ``[1, 3, H', W']`` (``H', W'`` from ``config.size``) and statistics."""
-        from fastdream.style.color import keep_chroma, match_color
+        from fastdream.stylize.color import keep_chroma, match_color
 
         cfg = self.config
         if content.dim() != 4 or content.shape[:2] != (1, 3):

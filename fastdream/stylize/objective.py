@@ -1,7 +1,7 @@
 """A style objective for the dream engine: climb towards the Gram matrices of style pictures.
 
 Its value per picture is ``-sum_l w_l ||G_l - T_l||^2 / ||T_l||^2`` (the style loss of
-:mod:`fastdream.style.transfer`, negated), so a dream that climbs it paints the picture in the style.
+:mod:`fastdream.stylize.transfer`, negated), so a dream that climbs it paints the picture in the style.
 The Gram matrices are normalized by C*H*W, averages over positions, so the objective means the same on
 the jittered, tiled crops the dream engine feeds it as on the whole picture.
 
@@ -18,8 +18,8 @@ import torch
 
 from fastdream.engine.objectives import Context, Objective
 from fastdream.errors import FastdreamError
-from fastdream.style.gram import blend_grams, gram_matrix, target_scale
-from fastdream.style.transfer import DEFAULT_STYLE_LAYERS, LayerInfo, fit_long_side, resize
+from fastdream.stylize.gram import blend_grams, gram_matrix, target_scale
+from fastdream.stylize.transfer import DEFAULT_STYLE_LAYERS, LayerInfo, fit_long_side, resize
 
 DEFAULT_STYLE_SIZE = 384  # style pictures are seen with this long side (pixels) unless told otherwise
 
@@ -52,7 +52,7 @@ class StyleObjective(Objective):
         is seen with its long side ``size`` pixels, and the Gram matrices are blended by the weights
         (normalized to sum to 1). ``layers`` default to :data:`DEFAULT_STYLE_LAYERS`."""
         from fastdream.convert import to_tensor
-        from fastdream.style.transfer import StyleConfig, StyleTransfer
+        from fastdream.stylize.transfer import StyleConfig, StyleTransfer
 
         layers = tuple(layers or DEFAULT_STYLE_LAYERS)
         if not styles:

@@ -48,7 +48,7 @@ def style(content: Any, styles: Any, *, size: int | None = None, content_layer: 
     side ``size`` (default: the content's).
     ``styles``: one picture, a list of pictures, a list of ``(picture, weight)`` pairs or a dict
     ``{picture: weight}``; the Gram targets are blended with the weights normalized to sum to 1.
-    ``options``: any :class:`~fastdream.style.transfer.StyleConfig` field: ``style_weight``,
+    ``options``: any :class:`~fastdream.stylize.transfer.StyleConfig` field: ``style_weight``,
     ``content_weight``, ``tv_weight``, ``optimizer`` (lbfgs | adam), ``iters``, ``lr``, ``scales``,
     ``style_scale``, ``preserve_color`` (None | luminance | histogram), ``init`` (content | noise | a
     picture), ``seed``, ``layer_weights``, ``max_tile_pixels``, ``tile``...
@@ -60,7 +60,7 @@ def style(content: Any, styles: Any, *, size: int | None = None, content_layer: 
     import dataclasses
 
     from fastdream.convert import resolve_device, to_tensor
-    from fastdream.style.transfer import StyleConfig, StyleTransfer
+    from fastdream.stylize.transfer import StyleConfig, StyleTransfer
 
     fields = {f.name for f in dataclasses.fields(StyleConfig)}
     unknown = sorted(set(options) - fields)
