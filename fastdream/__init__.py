@@ -22,7 +22,7 @@ _LAZY = {
     "style": "fastdream.stylize.api",
     "load_backbone": "fastdream.backbones",
     "DreamConfig": "fastdream.engine.dream",
-    "objectives": "fastdream.engine.objectives",
+    "objectives": "fastdream.objectives",
 }
 
 __all__ = ["build_info", "has_cuda", "__version__", *_LAZY]
