@@ -15,6 +15,7 @@ COMMANDS = {
     "bench": "bench",
     "zoom": "zoom",
     "video": "video",
+    "serve": "serve",
 }
 
 
