@@ -96,7 +96,7 @@ class JobQueue:
         self.running: str | None = None
         self.lock = threading.Condition()
         self._stop = False
-        self.completed = 0
+        self.counts = {"done": 0, "cancelled": 0, "error": 0, "expired": 0}
         self.worker = threading.Thread(target=self._work, name="fastdream-dream-worker", daemon=True)
         self.worker.start()
 
@@ -161,7 +161,7 @@ class JobQueue:
             self._expire()
             return {"queued": len(self.pending), "running": self.running is not None, "jobs_kept": len(self.jobs),
                     "max_queued": self.max_queued, "timeout_s": self.timeout, "ttl_s": self.ttl,
-                    "completed": self.completed, "device": str(self.device)}
+                    **self.counts, "device": str(self.device)}
 
     def shutdown(self) -> None:
         with self.lock:
@@ -176,6 +176,7 @@ class JobQueue:
             self.jobs[jid].version += 1
 
     def _finish(self, job: Job, status: str, message: str = ""):
+        self.counts[status] += 1
         job.status = status
         job.message = message
         job.ended = time.monotonic()
@@ -197,6 +198,8 @@ class JobQueue:
         for job in list(self.jobs.values()):
             if job.status in FINAL and job.ended is not None and now - job.ended > self.ttl:
                 self._drop(job)
+                if job.status == "done":
+                    self.counts["expired"] += 1
                 job.status = "expired"
                 job.version += 1
 
@@ -220,7 +223,6 @@ class JobQueue:
                 with self.lock:
                     job.result = result
                     job.report = report
-                    self.completed += 1
                     self._finish(job, "done")
             except JobCancelled as e:
                 with self.lock:

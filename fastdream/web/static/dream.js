@@ -53,8 +53,15 @@ function setPhoto(file) {
   }
   photoFile = file;
   const url = URL.createObjectURL(file);
-  $("photo").onload = () => { $("stage").hidden = false; $("region-hint").hidden = false; };
-  $("photo").onerror = () => { $("stage").hidden = true; }; // the server gives the real reason on upload
+  $("photo").onload = () => {
+    $("stage").hidden = false; $("region-hint").hidden = false; $("drop").dataset.preview = "yes";
+  };
+  $("photo").onerror = () => { // e.g. TIFF, or not a picture at all: the server checks it on upload
+    $("stage").hidden = true; $("region-hint").hidden = true; $("drop").dataset.preview = "no";
+    $("drop-hint").hidden = false;
+    $("drop-hint").textContent = `${file.name}: the browser cannot preview this file; the server checks it when you press Dream.`;
+  };
+  delete $("drop").dataset.preview;
   $("photo").src = url;
   $("drop-hint").hidden = true;
   clearRegion();
