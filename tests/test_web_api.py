@@ -22,7 +22,7 @@ import warnings  # noqa: E402
 from PIL import Image  # noqa: E402
 
 with warnings.catch_warnings():  # Starlette 1.x prefers httpx2 for its TestClient; httpx works
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient  # noqa: E402
 
 from fastdream.web.app import VENDOR, ServerConfig, create_app  # noqa: E402

@@ -386,13 +386,14 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
                         return
             finally:
                 if not finished and job.status not in FINAL:
-                    queue.cancel(job.id, "the page was closed")
+                    queue.cancel(job.id, "the page was closed", forget=True)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def cancel(request):
-        ok = queue.cancel(request.path_params["id"], "cancelled by the user")
+        # a beacon sent as the tab closes says ?gone=1: nobody will read the job's state afterwards
+        ok = queue.cancel(request.path_params["id"], "cancelled by the user", forget="gone" in request.query_params)
         return JSONResponse({"cancelled": ok}, status_code=200 if ok else 404)
 
     async def result(request):

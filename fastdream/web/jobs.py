@@ -64,6 +64,7 @@ class Job:
     ended: float | None = None
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
     version: int = 0                      # bumped on every change (the event stream polls it)
+    forget: bool = False                  # drop the job as soon as it ends (nobody is left to ask)
 
 
 def _jpeg(x: torch.Tensor, max_side: int = 512) -> bytes:
@@ -128,11 +129,14 @@ class JobQueue:
             except ValueError:
                 return 0
 
-    def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
+    def cancel(self, job_id: str, reason: str = "cancelled", forget: bool = False) -> bool:
+        """Stop a job (a running one stops at its next step). ``forget``: drop its record too when it
+        ends (the page that asked for it is gone)."""
         with self.lock:
             job = self.jobs.get(job_id)
             if job is None:
                 return False
+            job.forget = job.forget or forget
             if job.status == "queued":
                 self.pending.remove(job.id)
                 self._finish(job, "cancelled", reason)
@@ -185,6 +189,8 @@ class JobQueue:
             job.previews = []
             job.result = None
         job.version += 1
+        if job.forget and status != "done":
+            self.jobs.pop(job.id, None)
         self.lock.notify_all()
 
     def _drop(self, job: Job):

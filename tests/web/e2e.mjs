@@ -79,15 +79,18 @@ async function run() {
     // two tabs at once: the second waits in the queue; closing the first cancels its job
     const browser = await launch();
     const a = await newPage(browser), b = await newPage(browser);
+    const t0 = Date.now();
     await startDream(a.page, opts.photo, opts.long);
     await a.page.waitForFunction(() => /Dreaming/.test(document.querySelector("#dream-status").textContent), null, { timeout: 60000 });
     await startDream(b.page, opts.photo, opts.short);
     await b.page.waitForFunction(() => /Queued: 1 job/.test(document.querySelector("#dream-status").textContent), null, { timeout: 30000 });
     out.queued_text = await b.page.textContent("#dream-status");
+    out.t_queued = (Date.now() - t0) / 1000;
     await a.page.close();
     out.closed_first = true;
     await b.page.waitForSelector("#result[data-final='1']", { timeout: 120000 });
     out.second_status = await b.page.textContent("#dream-status");
+    out.t_done = (Date.now() - t0) / 1000;
     await browser.close();
   } else if (scenario === "live") {
     const browser = await launch(FAKE_CAMERA);

@@ -220,6 +220,6 @@ $("cancel").addEventListener("click", async () => {
 });
 
 // A closed tab cancels its job: the event stream closes (the server notices), and a beacon says so at once.
-window.addEventListener("pagehide", () => { if (job) navigator.sendBeacon(`/api/jobs/${job.id}/cancel`); });
+window.addEventListener("pagehide", () => { if (job) navigator.sendBeacon(`/api/jobs/${job.id}/cancel?gone=1`); });
 
 if (location.hash === "#live") showTab("live");
