@@ -72,7 +72,7 @@ async function run() {
     await page.click("#download-report");
     const report = await dl;
     out.report_name = report.suggestedFilename();
-    if (opts.screenshot) await page.screenshot({ path: opts.screenshot });
+    if (opts.screenshot) { await page.evaluate(() => window.scrollTo(0, 0)); await page.screenshot({ path: opts.screenshot }); }
     out.logs = logs;
     await browser.close();
   } else if (scenario === "tabs") {
