@@ -236,3 +236,39 @@ def test_web_serve_command_says_its_address_and_refuses_bad_flags(tmp_path, caps
     finally:
         p.terminate()
         p.wait(timeout=20)
+
+
+def test_web_closing_the_event_stream_cancels_the_job():
+    """A closed tab: its event stream drops, the server cancels the job and forgets it."""
+    import http.client
+    import urllib.parse
+
+    from web_helpers import running_server
+
+    with running_server(ServerConfig(allowed_hosts=["127.0.0.1"])) as (url, app):
+        u = urllib.parse.urlparse(url)
+        queue = app.state.queue
+        boundary = "fastdreamtest"
+        fields = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+                         for k, v in LONG.items())
+        body = (fields + f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+                "Content-Type: image/jpeg\r\n\r\n").encode() + PHOTO + f"\r\n--{boundary}--\r\n".encode()
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        conn.request("POST", "/api/jobs", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        jid = json.loads(conn.getresponse().read())["id"]
+        conn.close()
+        stream = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        stream.request("GET", f"/api/jobs/{jid}/events")
+        resp = stream.getresponse()
+        t0 = time.monotonic()
+        while queue.get(jid).status != "running" and time.monotonic() - t0 < 30:
+            resp.fp.readline()
+        assert queue.get(jid).status == "running"
+        stream.sock.shutdown(2)
+        stream.close()
+        t0 = time.monotonic()
+        while queue.get(jid) is not None and time.monotonic() - t0 < 20:
+            time.sleep(0.05)
+        assert queue.get(jid) is None, queue.get(jid)
+        st = queue.stats()
+        assert st["cancelled"] == 1 and st["jobs_kept"] == 0 and not st["running"]
