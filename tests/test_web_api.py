@@ -97,6 +97,18 @@ def test_web_dream_job_runs_and_is_forgotten_after_download(upload_dir):
     assert not (REPO / "etc" / "passwd").exists()
 
 
+def test_web_guide_picture_with_a_region():
+    with client() as c:
+        r = submit(c, {**TINY, "region": "0,0,0.5,0.5", "guide_weight": "2"}, guide=("g.png", PHOTO, "image/png"))
+        assert r.status_code == 201, r.text
+        r = wait_status(c, r.json()["id"]).json()
+        assert r["status"] == "done", r
+        rep = c.get(f"/api/jobs/{r['id']}/report").json()
+        assert rep["request"]["guide"] and "Guide" in rep["params"]["objective"]
+        r = submit(c, TINY, guide=("g.png", b"GIF89a broken", "image/gif"))
+        assert r.status_code == 400 and r.json()["error"].startswith("guide picture:")
+
+
 def _bomb_png() -> bytes:
     buf = io.BytesIO()
     Image.new("1", (12000, 12000)).save(buf, format="PNG")  # 144 Mpx in ~20 kB

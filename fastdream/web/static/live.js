@@ -71,10 +71,12 @@
     started = true;
     try {
       status("Loading the filter…");
-      info = (await (await fetch("/api/options")).json()).filter;
-      if (!info.available) { fail(info.message); return; }
-      await loadScript(VENDOR + "ort.webgpu.min.js");
-      session = await createSession();
+      if (!session) { // loaded once; switching tabs only stops and restarts the camera
+        info = (await (await fetch("/api/options")).json()).filter;
+        if (!info.available) { fail(info.message); return; }
+        if (!window.ort) await loadScript(VENDOR + "ort.webgpu.min.js");
+        session = await createSession();
+      }
       $("backend").textContent = live.backend;
       status("Asking for the camera…");
       stream = await camera();
