@@ -148,3 +148,22 @@ def test_layers_and_help():
     assert r.returncode == 0 and "block9" in r.stdout and "112" in r.stdout
     r = fd("dream", "--help")
     assert r.returncode == 0 and "classic" in r.stdout and "--sigma" in r.stdout
+
+
+def test_sigint_leaves_no_output(tmp_path, small):
+    import signal
+    import time
+
+    out = tmp_path / "never.png"
+    p = subprocess.Popen([sys.executable, "-m", "fastdream.cli.main", "dream", str(small), "-o", str(out),
+                          "--steps", "200"], stderr=subprocess.PIPE, text=True)
+    # wait until the command is past start-up (torch loaded), then give it a moment to start dreaming
+    deadline = time.time() + 120
+    while time.time() < deadline and "libtorch" not in open(f"/proc/{p.pid}/maps").read():
+        time.sleep(0.2)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130
+    assert "interrupted; no output was written" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
 
 # Subcommand name -> module in fastdream.cli (imported only when needed, so `fastdream --help` is fast).
@@ -15,6 +14,7 @@ COMMANDS = {
     "bench": "bench",
     "zoom": "zoom",
     "video": "video",
+    "style": "style",
     "serve": "serve",
 }
 
@@ -40,15 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from fastdream.errors import FastdreamError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    command = ""
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = args.command
         rc = args.func(args)
     except FastdreamError as e:
-        print(f"fastdream {args.command}: error: {e}", file=sys.stderr)
+        print(f"fastdream {command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"fastdream {args.command}: interrupted; no output was written", file=sys.stderr)
+        print(f"fastdream {command}: interrupted; no output was written", file=sys.stderr)
         return 130
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
