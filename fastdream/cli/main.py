@@ -15,6 +15,7 @@ COMMANDS = {
     "zoom": "zoom",
     "video": "video",
     "style": "style",
+    "serve": "serve",
 }
 
 
