@@ -50,10 +50,9 @@ def _table_paths(args, out: pathlib.Path) -> list[pathlib.Path]:
 
 
 def run(args) -> int:
-    from fastdream.api import get_backbone
     from fastdream.cli.visualize import check_report_path
     from fastdream.convert import resolve_device
-    from fastdream.featvis.api import fit_size
+    from fastdream.featvis.api import fit_size, get_backbone
     from fastdream.featvis.invert import InvertConfig, invert_layers, resolve_layers, table_csv, table_markdown
     from fastdream.featvis.sheet import make_sheet, save_pil
     from fastdream.imageio import atomic_write, check_output_path, load_image, save_image

@@ -13,6 +13,9 @@ COMMANDS = {
     "layers": "layers",
     "sheet": "sheet",
     "bench": "bench",
+    "visualize": "visualize",
+    "invert": "invert",
+    "finetune": "finetune",
 }
 
 

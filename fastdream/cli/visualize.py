@@ -60,9 +60,8 @@ def check_report_path(path) -> None:
 def run(args) -> int:
     import torch
 
-    from fastdream.api import get_backbone
     from fastdream.convert import resolve_device
-    from fastdream.featvis.api import fit_size
+    from fastdream.featvis.api import fit_size, get_backbone
     from fastdream.featvis.metrics import psnr
     from fastdream.featvis.sheet import make_sheet, save_pil
     from fastdream.featvis.visualize import VisualizeConfig, headline, measure, optimize, parse_targets

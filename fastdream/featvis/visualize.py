@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import weakref
 from typing import Callable, Sequence
 
 import torch
@@ -76,19 +77,27 @@ def _layer_shape(backbone, name: str, shapes: dict, flag: str) -> tuple[int, ...
     return shapes[name]
 
 
+_SHAPES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def layer_shapes(backbone, size: tuple[int, int]) -> dict[str, tuple[int, ...]]:
+    """``{tap: shape without batch}`` at ``size``, cached per backbone (``layers()`` copies the model)."""
+    per = _SHAPES.setdefault(backbone, {})
+    key = (int(size[0]), int(size[1]))
+    if key not in per:
+        per[key] = dict(backbone.layers(key))
+    return per[key]
+
+
 def parse_targets(backbone, size: tuple[int, int], classes: Sequence = (), channels: Sequence[str] = (),
                   neurons: Sequence[str] = ()) -> list[Target]:
     """Targets from command-line strings, checked against the backbone (names with suggestions,
     channel and position ranges) before any work: ``classes=["jellyfish*1", 107]``,
     ``channels=["block10:5*0.5"]``, ``neurons=["block12:5:3:3"]``."""
     targets: list[Target] = []
-    shapes: dict | None = None
 
-    def layer_shapes():
-        nonlocal shapes
-        if shapes is None:
-            shapes = dict(backbone.layers(size))
-        return shapes
+    def shapes():
+        return layer_shapes(backbone, size)
 
     for c in classes:
         if isinstance(c, int) and not isinstance(c, bool):
@@ -103,7 +112,7 @@ def parse_targets(backbone, size: tuple[int, int], classes: Sequence = (), chann
         if ":" not in body:
             raise FastdreamError(f"--channel {s!r}: expected LAYER:C (e.g. block10:5)")
         name, c = body.rsplit(":", 1)
-        shape = _layer_shape(backbone, name, layer_shapes(), "--channel")
+        shape = _layer_shape(backbone, name, shapes(), "--channel")
         ch = _int(c, "the channel", "--channel", s)
         if not 0 <= ch < shape[0]:
             raise FastdreamError(f"--channel {s!r}: channel {ch} is out of range for {name} "
@@ -115,7 +124,7 @@ def parse_targets(backbone, size: tuple[int, int], classes: Sequence = (), chann
         if len(parts) != 4:
             raise FastdreamError(f"--neuron {s!r}: expected LAYER:C:Y:X (e.g. block12:5:3:3)")
         name = parts[0]
-        shape = _layer_shape(backbone, name, layer_shapes(), "--neuron")
+        shape = _layer_shape(backbone, name, shapes(), "--neuron")
         ch, y, x = (_int(v, what, "--neuron", s) for v, what in zip(parts[1:], ("the channel", "Y", "X")))
         if not 0 <= ch < shape[0]:
             raise FastdreamError(f"--neuron {s!r}: channel {ch} is out of range for {name} "
