@@ -62,7 +62,7 @@ def run(args) -> int:
     from fastdream.featvis.finetune import FinetuneConfig, finetune_folder, scan_folder
     from fastdream.report import peak_rss_mb, write_report
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = check_checkpoint_path(args.output)
     check_report_path(args.report)
     scan_folder(args.folder)  # the layout, before any slow reading
@@ -84,6 +84,7 @@ def run(args) -> int:
             "val_accuracy": stats["best_val_accuracy"],
             "device": str(device),
             "seconds": round(time.perf_counter() - t0, 3),
+            "cpu_seconds": round(time.process_time() - c0, 3),  # the machine may be shared: CPU time too
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "params": {"command": "finetune", "folder": str(args.folder), **stats["config"]},
         })
