@@ -123,7 +123,8 @@ def load_folder(folder, size: int, log: Callable[[str], None] | None = None) -> 
                 img = open_image(f)
                 img = img.convert("RGB")
             except (InputError, OSError, ValueError) as e:
-                skipped.append(f"{f}: {e}".splitlines()[0])
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                skipped.append(msg if str(f) in msg else f"{f}: {msg}")
                 continue
             a = np.asarray(_resize_short(img, short), dtype=np.uint8)
             images.append(torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous())
