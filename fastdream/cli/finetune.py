@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 import time
@@ -46,14 +45,9 @@ def check_checkpoint_path(path) -> pathlib.Path:
     p = pathlib.Path(path).expanduser()
     if p.suffix.lower() not in CHECKPOINT_SUFFIXES:
         raise InputError(f"{p}: a checkpoint needs one of the extensions {', '.join(CHECKPOINT_SUFFIXES)}")
-    folder = p.parent if str(p.parent) else pathlib.Path(".")
-    if not folder.is_dir():
-        raise InputError(f"{p}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"{p}: the folder {folder} is not writable")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder")
-    return p
+    from fastdream.imageio import check_output_folder
+
+    return check_output_folder(p)
 
 
 def run(args) -> int:
