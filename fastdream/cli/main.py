@@ -13,6 +13,9 @@ COMMANDS = {
     "layers": "layers",
     "sheet": "sheet",
     "bench": "bench",
+    "distill": "distill",
+    "export": "export",
+    "filter": "filter",
 }
 
 
