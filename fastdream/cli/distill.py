@@ -113,10 +113,17 @@ def run_dataset(args) -> int:
     backbone, objective, cfg, params = dream_setup(args, (args.size, args.size), device)
     params = {k: v for k, v in params.items() if k != "seed"}
     params["seed"] = args.seed
-    if params.get("preset") is None and not (args.layer or args.channel or args.neuron or args.classes or args.guide):
+    named = args.layer or args.channel or args.neuron or args.classes or args.guide
+    if params.get("preset") is None and not named:
         from fastdream.presets import DEFAULT_PRESET
 
         params["preset"] = DEFAULT_PRESET
+    from fastdream.api import make_config
+
+    # the objective as strings, so that `distill eval` can rebuild the teacher at any picture size
+    params["objective_spec"] = {"layers": list(args.layer) if named else make_config(args.preset)[1],
+                                "channels": list(args.channel), "neurons": list(args.neuron),
+                                "classes": list(args.classes), "guide": list(args.guide)}
     teacher = dream_teacher(backbone, objective, cfg, max_size=args.max_size)
     with Timer() as t, progress_bar(1, "pairs") as update:
         res = render_dataset(args.images, args.output, args.count, teacher, params, recipe, resume=args.resume,

@@ -315,8 +315,6 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
             terms["loss"] = float(loss.detach())
             last = terms
             done = step + 1
-            if update is not None:
-                update(done, cfg.steps)
             if done % cfg.eval_every == 0 or done == cfg.steps:
                 model.eval()
                 v = validate(model, pairs) if rank == 0 else {}
@@ -327,6 +325,8 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
                     + (f", held-out PSNR {v['val_psnr_db']:.2f} dB (input {v['val_input_psnr_db']:.2f})" if v else ""))
             if rank == 0 and (done % cfg.save_every == 0 or done == cfg.steps):
                 save_checkpoint(out, model, opt, done, cfg, teacher, history)
+            if update is not None:  # after the save: an interruption here loses nothing
+                update(done, cfg.steps)
     finally:
         if bar_ctx is not None:
             bar_ctx.__exit__(None, None, None)
