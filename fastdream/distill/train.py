@@ -4,6 +4,7 @@ Loss per batch (``G`` the generator, ``x`` input crops, ``y`` the teacher's drea
 
     pixel_weight * L1(G(x), y)
     + feature_weight * sum over taps l of  mean((f_l(G(x)) - f_l(y))^2) / mean(f_l(y)^2)
+    + objective_weight * mean(relu(1 - obj(G(x)) / obj(y)))   (the teacher's own objective)
     + temporal_weight * L1 over the overlap of G(x) and G(x shifted by a few pixels)
 
 with ``f_l`` the taps of the (frozen) default backbone. Batches depend only on ``(seed, step, rank)``,
@@ -48,6 +49,7 @@ class TrainConfig:
     pixel_weight: float = 1.0
     feature_weight: float = 0.1
     feature_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9"])
+    objective_weight: float = 0.0
     temporal_weight: float = 0.0
     temporal_shift: int = 6
     val_every: int = 10         # pair i is held out when i % val_every == 0
@@ -62,7 +64,7 @@ class TrainConfig:
                 raise FastdreamError(f"{name} must be a whole number >= 1, got {v!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise FastdreamError(f"learning rate must be positive, got {self.lr!r}")
-        for name in ("pixel_weight", "feature_weight", "temporal_weight"):
+        for name in ("pixel_weight", "feature_weight", "objective_weight", "temporal_weight"):
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
                 raise FastdreamError(f"{name} must be >= 0, got {v!r}")
@@ -126,21 +128,39 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 class FeatureLoss(torch.nn.Module):
-    """Normalized squared differences of backbone taps: ``sum_l mean((f_l(a) - f_l(b))^2) / mean(f_l(b)^2)``."""
+    """Backbone-feature terms of the loss, from one forward pass of the output and one of the target.
 
-    def __init__(self, backbone, layers):
+    ``feature``: ``sum_l mean((f_l(out) - f_l(target))^2) / mean(f_l(target)^2)`` over ``layers``;
+    ``objective``: ``mean(relu(1 - obj(out) / obj(target)))`` for the teacher's objective ``obj`` (when
+    given): the output should climb the teacher's objective as far as the teacher did, no further.
+    """
+
+    def __init__(self, backbone, layers, objective=None):
         super().__init__()
         self.backbone = backbone
         self.layers = [backbone.resolve_tap(l) for l in layers]
+        self.objective = objective
+        self.taps = list(dict.fromkeys([*self.layers, *(sorted(objective.taps()) if objective is not None else [])]))
 
-    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # [B, 3, h, w] each
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> dict:  # [B, 3, h, w] each
+        from fastdream.engine.objectives import Context
+
         with torch.no_grad():
-            ft = self.backbone.forward_taps(target, self.layers)
-        fo = self.backbone.forward_taps(out, self.layers)
-        total = out.new_zeros(())
-        for l in self.layers:
-            total = total + F.mse_loss(fo[l], ft[l]) / ft[l].pow(2).mean().clamp_min(1e-8)
-        return total
+            ft = self.backbone.forward_taps(target, self.taps)
+        fo = self.backbone.forward_taps(out, self.taps)
+        terms = {}
+        if self.layers:
+            total = out.new_zeros(())
+            for l in self.layers:
+                total = total + F.mse_loss(fo[l], ft[l]) / ft[l].pow(2).mean().clamp_min(1e-8)
+            terms["feature"] = total
+        if self.objective is not None:
+            ctx = Context(tuple(out.shape[-2:]))
+            vo = self.objective(fo, ctx)  # [B]
+            with torch.no_grad():
+                vt = self.objective(ft, ctx)
+            terms["objective"] = F.relu(1 - vo / vt.abs().clamp_min(1e-8)).mean()
+        return terms
 
 
 # -- checkpoints --------------------------------------------------------------------------------------
@@ -270,11 +290,24 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
         net = DistributedDataParallel(model)
 
     feat = None
-    if cfg.feature_weight > 0:
+    teacher = pairs.teacher.get("teacher", {})
+    if cfg.feature_weight > 0 or cfg.objective_weight > 0:
         from fastdream.api import get_backbone
 
-        feat = FeatureLoss(get_backbone(backbone, "cpu"), cfg.feature_layers)
-    teacher = pairs.teacher.get("teacher", {})
+        bb = get_backbone(backbone, "cpu")
+        objective = None
+        if cfg.objective_weight > 0:
+            from fastdream.engine.spec import build_objective
+
+            spec = teacher.get("objective_spec") or {}
+            if spec.get("guide"):
+                raise InputError("--objective-weight: guide-image teachers are not supported; use 0")
+            objective = build_objective(bb, (cfg.crop, cfg.crop), layers=spec.get("layers") or [],
+                                        channels=spec.get("channels") or [], neurons=spec.get("neurons") or [],
+                                        classes=spec.get("classes") or [])
+            if objective is None:
+                raise InputError(f"{data}: teacher.json names no objective (objective_spec); use --objective-weight 0")
+        feat = FeatureLoss(bb, cfg.feature_layers if cfg.feature_weight > 0 else [], objective)
     t0 = time.perf_counter()
     update = None
     bar_ctx = None
@@ -299,9 +332,9 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
             loss = cfg.pixel_weight * loss_pix
             terms = {"pixel": float(loss_pix.detach())}
             if feat is not None:
-                lf = feat(o, ya)
-                loss = loss + cfg.feature_weight * lf
-                terms["feature"] = float(lf.detach())
+                for name, v in feat(o, ya).items():
+                    loss = loss + (cfg.feature_weight if name == "feature" else cfg.objective_weight) * v
+                    terms[name] = float(v.detach())
             if margin:
                 rng = np.random.default_rng([cfg.seed, step, rank, 1])
                 dy, dx = (int(v) for v in rng.integers(1, margin + 1, size=2))
