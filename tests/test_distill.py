@@ -138,7 +138,7 @@ def test_dataset_bad_inputs(tmp_path):
 
 # -- training -------------------------------------------------------------------------------------
 
-TINY = dict(steps=4, batch=2, crop=16, width=4, blocks=1, feature_weight=0.0, eval_every=2, save_every=1,
+TINY = dict(steps=4, batch=2, crop=16, loss_margin=0, width=4, blocks=1, feature_weight=0.0, eval_every=2, save_every=1,
             val_every=4, seed=5)
 
 
@@ -199,7 +199,7 @@ def test_torchrun_two_processes_gloo(pairs, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
            "fastdream.cli.main", "distill", "train", str(pairs), "-o", str(out), "--steps", "2", "--batch", "1",
-           "--crop", "16", "--width", "4", "--blocks", "1", "--feature-weight", "0", "--threads", "1",
+           "--crop", "16", "--loss-margin", "0", "--width", "4", "--blocks", "1", "--feature-weight", "0", "--threads", "1",
            "--val-every", "4", "--report", str(rep)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]

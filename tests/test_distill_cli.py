@@ -18,7 +18,10 @@ pytest.importorskip("onnxruntime")
 
 
 def run(args, capsys):
-    rc = main([str(a) for a in args])
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:  # argparse errors exit from the parser
+        rc = e.code
     out, err = capsys.readouterr()
     return rc, err
 

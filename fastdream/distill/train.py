@@ -50,6 +50,7 @@ class TrainConfig:
     feature_weight: float = 0.1
     feature_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9"])
     objective_weight: float = 0.0
+    loss_margin: int = 12       # the feature and objective terms see the teacher's pixels in this border
     temporal_weight: float = 0.0
     temporal_shift: int = 6
     val_every: int = 10         # pair i is held out when i % val_every == 0
@@ -68,6 +69,9 @@ class TrainConfig:
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
                 raise FastdreamError(f"{name} must be >= 0, got {v!r}")
+        if not isinstance(self.loss_margin, int) or self.loss_margin < 0 or self.crop - 2 * self.loss_margin < 16:
+            raise FastdreamError(f"loss margin must leave at least 16 pixels of the {self.crop}-pixel crop, "
+                                 f"got {self.loss_margin!r}")
         if self.feature_weight > 0 and not self.feature_layers:
             raise FastdreamError("a feature loss needs at least one backbone layer")
         GeneratorConfig(self.width, self.blocks).validate()
@@ -135,9 +139,10 @@ class FeatureLoss(torch.nn.Module):
     given): the output should climb the teacher's objective as far as the teacher did, no further.
     """
 
-    def __init__(self, backbone, layers, objective=None):
+    def __init__(self, backbone, layers, objective=None, margin: int = 0):
         super().__init__()
         self.backbone = backbone
+        self.margin = int(margin)
         self.layers = [backbone.resolve_tap(l) for l in layers]
         self.objective = objective
         self.taps = list(dict.fromkeys([*self.layers, *(sorted(objective.taps()) if objective is not None else [])]))
@@ -145,6 +150,13 @@ class FeatureLoss(torch.nn.Module):
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> dict:  # [B, 3, h, w] each
         from fastdream.engine.objectives import Context
 
+        m = self.margin
+        if m:
+            # the backbone sees the output with a border band of the teacher's pixels: patterns that the
+            # generator draws along its own borders (where it can tell it is at a border) earn nothing
+            band = torch.zeros_like(out[:1, :1])
+            band[..., m:-m, m:-m] = 1
+            out = out * band + target * (1 - band)
         with torch.no_grad():
             ft = self.backbone.forward_taps(target, self.taps)
         fo = self.backbone.forward_taps(out, self.taps)
@@ -307,7 +319,8 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
                                         classes=spec.get("classes") or [])
             if objective is None:
                 raise InputError(f"{data}: teacher.json names no objective (objective_spec); use --objective-weight 0")
-        feat = FeatureLoss(bb, cfg.feature_layers if cfg.feature_weight > 0 else [], objective)
+        feat = FeatureLoss(bb, cfg.feature_layers if cfg.feature_weight > 0 else [], objective,
+                           margin=cfg.loss_margin)
     t0 = time.perf_counter()
     update = None
     bar_ctx = None
