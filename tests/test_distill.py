@@ -172,8 +172,10 @@ def test_train_resume_continues_identically(pairs, tmp_path):
 def test_train_with_feature_and_temporal_loss(pairs, tmp_path):
     res = train(pairs, tmp_path / "f.pt", TrainConfig(**{**TINY, "steps": 1, "crop": 16, "feature_weight": 0.1,
                                                          "feature_layers": ["block2"], "temporal_weight": 0.5,
+                                                         "style_weight": 1.0, "style_layers": ["block1"],
+                                                         "objective_weight": 0.5,
                                                          "temporal_shift": 4}))
-    assert set(res["last_losses"]) >= {"pixel", "feature", "temporal"}
+    assert set(res["last_losses"]) >= {"pixel", "feature", "style", "objective", "temporal"}
     assert res["val_pairs"] == 3 and np.isfinite(res["val_psnr_db"])
 
 

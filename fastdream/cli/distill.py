@@ -55,6 +55,10 @@ def add_parser(sub):
                    help="backbone taps of the perceptual loss (default block2,block5,block9)")
     t.add_argument("--objective-weight", type=number(float, 0), default=0.0,
                    help="also climb the teacher's objective up to the teacher's level (default 0)")
+    t.add_argument("--style-weight", type=number(float, 0), default=0.0,
+                   help="Gram-matrix (texture statistics) loss against the teacher's dream (default 0)")
+    t.add_argument("--style-layers", default="block2,block5,block9",
+                   help="backbone taps of the Gram loss (default block2,block5,block9)")
     t.add_argument("--loss-margin", type=number(int, 0, 4096), default=12,
                    help="the feature and objective terms see the teacher's pixels in this border of each crop (default 12)")
     t.add_argument("--temporal-weight", type=number(float, 0), default=0.0,
@@ -147,6 +151,8 @@ def run_train(args) -> int:
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, width=args.width,
                       blocks=args.blocks, pixel_weight=args.pixel_weight, feature_weight=args.feature_weight,
                       objective_weight=args.objective_weight, loss_margin=args.loss_margin,
+                      style_weight=args.style_weight,
+                      style_layers=[s for s in args.style_layers.split(",") if s.strip()],
                       feature_layers=[s for s in args.feature_layers.split(",") if s.strip()],
                       temporal_weight=args.temporal_weight, val_every=args.val_every, eval_every=args.eval_every,
                       save_every=args.save_every, seed=args.seed)

@@ -4,6 +4,7 @@ Loss per batch (``G`` the generator, ``x`` input crops, ``y`` the teacher's drea
 
     pixel_weight * L1(G(x), y)
     + feature_weight * sum over taps l of  mean((f_l(G(x)) - f_l(y))^2) / mean(f_l(y)^2)
+    + style_weight * sum over taps l of  mean((gram(f_l(G(x))) - gram(f_l(y)))^2) / mean(gram(f_l(y))^2)
     + objective_weight * mean(relu(1 - obj(G(x)) / obj(y)))   (the teacher's own objective)
     + temporal_weight * L1 over the overlap of G(x) and G(x shifted by a few pixels)
 
@@ -50,6 +51,8 @@ class TrainConfig:
     feature_weight: float = 0.1
     feature_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9"])
     objective_weight: float = 0.0
+    style_weight: float = 0.0   # Gram-matrix (texture statistics) loss against the teacher's dream
+    style_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9"])
     loss_margin: int = 12       # the feature and objective terms see the teacher's pixels in this border
     temporal_weight: float = 0.0
     temporal_shift: int = 6
@@ -65,7 +68,7 @@ class TrainConfig:
                 raise FastdreamError(f"{name} must be a whole number >= 1, got {v!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise FastdreamError(f"learning rate must be positive, got {self.lr!r}")
-        for name in ("pixel_weight", "feature_weight", "objective_weight", "temporal_weight"):
+        for name in ("pixel_weight", "feature_weight", "objective_weight", "style_weight", "temporal_weight"):
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
                 raise FastdreamError(f"{name} must be >= 0, got {v!r}")
@@ -139,13 +142,15 @@ class FeatureLoss(torch.nn.Module):
     given): the output should climb the teacher's objective as far as the teacher did, no further.
     """
 
-    def __init__(self, backbone, layers, objective=None, margin: int = 0):
+    def __init__(self, backbone, layers, objective=None, margin: int = 0, style_layers=()):
         super().__init__()
         self.backbone = backbone
         self.margin = int(margin)
         self.layers = [backbone.resolve_tap(l) for l in layers]
+        self.style_layers = [backbone.resolve_tap(l) for l in style_layers]
         self.objective = objective
-        self.taps = list(dict.fromkeys([*self.layers, *(sorted(objective.taps()) if objective is not None else [])]))
+        self.taps = list(dict.fromkeys([*self.layers, *self.style_layers,
+                                        *(sorted(objective.taps()) if objective is not None else [])]))
 
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> dict:  # [B, 3, h, w] each
         from fastdream.engine.objectives import Context
@@ -166,6 +171,12 @@ class FeatureLoss(torch.nn.Module):
             for l in self.layers:
                 total = total + F.mse_loss(fo[l], ft[l]) / ft[l].pow(2).mean().clamp_min(1e-8)
             terms["feature"] = total
+        if self.style_layers:
+            total = out.new_zeros(())
+            for l in self.style_layers:
+                go, gt = gram(fo[l]), gram(ft[l])
+                total = total + F.mse_loss(go, gt) / gt.pow(2).mean().clamp_min(1e-8)
+            terms["style"] = total
         if self.objective is not None:
             ctx = Context(tuple(out.shape[-2:]))
             vo = self.objective(fo, ctx)  # [B]
@@ -173,6 +184,13 @@ class FeatureLoss(torch.nn.Module):
                 vt = self.objective(ft, ctx)
             terms["objective"] = F.relu(1 - vo / vt.abs().clamp_min(1e-8)).mean()
         return terms
+
+
+def gram(f: torch.Tensor) -> torch.Tensor:
+    """Gram matrices ``[B, C, C]`` of features ``[B, C, h, w]`` (averaged over positions)."""
+    b, c = f.shape[:2]
+    f = f.reshape(b, c, -1)
+    return f @ f.transpose(1, 2) / f.shape[-1]
 
 
 # -- checkpoints --------------------------------------------------------------------------------------
@@ -303,7 +321,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
 
     feat = None
     teacher = pairs.teacher.get("teacher", {})
-    if cfg.feature_weight > 0 or cfg.objective_weight > 0:
+    if cfg.feature_weight > 0 or cfg.objective_weight > 0 or cfg.style_weight > 0:
         from fastdream.api import get_backbone
 
         bb = get_backbone(backbone, "cpu")
@@ -320,7 +338,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
             if objective is None:
                 raise InputError(f"{data}: teacher.json names no objective (objective_spec); use --objective-weight 0")
         feat = FeatureLoss(bb, cfg.feature_layers if cfg.feature_weight > 0 else [], objective,
-                           margin=cfg.loss_margin)
+                           margin=cfg.loss_margin, style_layers=cfg.style_layers if cfg.style_weight > 0 else [])
     t0 = time.perf_counter()
     update = None
     bar_ctx = None
@@ -345,8 +363,9 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
             loss = cfg.pixel_weight * loss_pix
             terms = {"pixel": float(loss_pix.detach())}
             if feat is not None:
+                weights = {"feature": cfg.feature_weight, "objective": cfg.objective_weight, "style": cfg.style_weight}
                 for name, v in feat(o, ya).items():
-                    loss = loss + (cfg.feature_weight if name == "feature" else cfg.objective_weight) * v
+                    loss = loss + weights[name] * v
                     terms[name] = float(v.detach())
             if margin:
                 rng = np.random.default_rng([cfg.seed, step, rank, 1])
