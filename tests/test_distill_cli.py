@@ -92,13 +92,18 @@ def test_filter_odd_gray_alpha_and_folders(tmp_path, capsys):
 
 def test_filter_tiles_large_pictures_seamlessly(tmp_path):
     from fastdream.distill.runtime import FilterRunner
+    from fastdream.imageio import load_image
 
-    x = np.random.default_rng(0).random((1, 3, 150, 200), dtype=np.float32)
+    x = load_image(PHOTO)[0].numpy()  # [1, 3, 224, 224]
     whole = FilterRunner().run_numpy(x)
-    tiled = FilterRunner(max_pixels=1024, tile=96, tile_overlap=24).run_numpy(x)
+    same = FilterRunner(max_pixels=1024, tile=256, tile_overlap=32).run_numpy(x)  # one tile: no seams at all
+    assert np.array_equal(same, whole)
+    tiled = FilterRunner(max_pixels=1024, tile=160, tile_overlap=48).run_numpy(x)  # 2x2 tiles, blended
     assert tiled.shape == whole.shape
-    # tiles see less context than the whole picture; blended, they stay close to it
-    assert np.abs(tiled - whole).mean() < 0.02
+    # a tile sees less context than the whole picture (the receptive field is ~100 px), so pixels near
+    # the seams differ; on average the difference stays well under the filter's own change
+    change = np.abs(whole - x).mean()
+    assert np.abs(tiled - whole).mean() < 0.25 * change
 
 
 def test_filter_runner_as_frame_processor():
