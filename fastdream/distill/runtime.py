@@ -42,13 +42,18 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def _blend_weights(n: int, overlap: int) -> np.ndarray:
-    """1-D weights of a tile of length ``n``: linear ramps of ``overlap`` pixels at both ends."""
+def _blend_weights(n: int, overlap: int, start_inside: bool, end_inside: bool) -> np.ndarray:
+    """1-D weights of a tile of length ``n``. On a side shared with a neighbour (``*_inside``) the
+    outer quarter of the overlap is ignored (the filter treats a tile edge as a picture edge) and
+    the middle half cross-fades linearly, so that neighbouring weights add up to 1."""
     w = np.ones(n, np.float32)
     if overlap > 0:
-        ramp = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
-        w[:overlap] = np.minimum(w[:overlap], ramp)
-        w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
+        i = np.arange(overlap, dtype=np.float32) + 0.5
+        ramp = np.clip((i - overlap / 4) / (overlap / 2), 0.0, 1.0)
+        if start_inside:
+            w[:overlap] = np.minimum(w[:overlap], ramp)
+        if end_inside:
+            w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
     return w
 
 
@@ -190,8 +195,8 @@ class FilterRunner:
             for x0 in _starts(W, t, ov):
                 th, tw = min(t, H), min(t, W)
                 part = self._run(np.ascontiguousarray(x[:, :, y0:y0 + th, x0:x0 + tw]))
-                wy = _blend_weights(th, ov if H > t else 0)
-                wx = _blend_weights(tw, ov if W > t else 0)
+                wy = _blend_weights(th, ov, y0 > 0, y0 + th < H)
+                wx = _blend_weights(tw, ov, x0 > 0, x0 + tw < W)
                 wt = (wy[:, None] * wx[None, :])[None, None]
                 acc[:, :, y0:y0 + th, x0:x0 + tw] += part * wt
                 wsum[:, :, y0:y0 + th, x0:x0 + tw] += wt
