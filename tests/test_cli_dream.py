@@ -11,7 +11,15 @@ from PIL import Image
 from conftest import REPO
 
 EXAMPLE = REPO / "examples" / "chelsea.jpg"
-FAST = ["--octaves", "2", "--steps", "3", "--max-size", "160"]
+FAST = ["--octaves", "2", "--steps", "3"]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """The example at 180x120, so that dreams in these tests take seconds."""
+    p = tmp_path_factory.mktemp("in") / "small.jpg"
+    Image.open(EXAMPLE).resize((180, 120), Image.Resampling.LANCZOS).save(p, quality=95)
+    return p
 
 
 def fd(*args, cwd=None):
@@ -20,12 +28,12 @@ def fd(*args, cwd=None):
                           text=True, cwd=cwd, timeout=600)
 
 
-def test_dream_writes_picture_report_and_params(tmp_path):
+def test_dream_writes_picture_report_and_params(tmp_path, small):
     out, rep = tmp_path / "d.png", tmp_path / "r.json"
-    r = fd("dream", EXAMPLE, "-o", out, "--report", rep, *FAST)
+    r = fd("dream", small, "-o", out, "--report", rep, *FAST)
     assert r.returncode == 0, r.stderr
     img = Image.open(out)
-    src = Image.open(EXAMPLE)
+    src = Image.open(small)
     assert img.size == src.size
     diff = np.abs(np.asarray(img, dtype=float) - np.asarray(src.convert("RGB"), dtype=float)).mean()
     assert diff > 3.0  # it dreamed
@@ -38,10 +46,17 @@ def test_dream_writes_picture_report_and_params(tmp_path):
     assert json.loads(img.text["fastdream"])["octaves"] == 2
 
 
-def test_same_seed_same_bytes(tmp_path):
+def test_max_size_keeps_the_size(tmp_path):
+    out = tmp_path / "m.jpg"
+    r = fd("dream", EXAMPLE, "-o", out, "--max-size", "120", *FAST)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == Image.open(EXAMPLE).size
+
+
+def test_same_seed_same_bytes(tmp_path, small):
     a, b, c = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"
     for p, seed in [(a, 3), (b, 3), (c, 4)]:
-        r = fd("dream", EXAMPLE, "-o", p, "--seed", seed, *FAST, "--layer", "block6")
+        r = fd("dream", small, "-o", p, "--seed", seed, *FAST, "--layer", "block6")
         assert r.returncode == 0, r.stderr
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
@@ -87,15 +102,28 @@ def _bad_inputs(tmp_path):
     ]
 
 
-def test_bad_inputs_fail_cleanly(tmp_path):
+def run_main(args, capsys):
+    """The CLI in this process (fast); returns (exit code, stderr)."""
+    from fastdream.cli.main import main
+
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:  # argparse
+        rc = e.code
+    return rc, capsys.readouterr().err
+
+
+def test_bad_inputs_fail_cleanly(tmp_path, capsys):
     out = tmp_path / "out.png"
     for args, msg in _bad_inputs(tmp_path):
-        r = fd("dream", *args, "-o", out, "--octaves", "1", "--steps", "1")
-        assert r.returncode == 2, (args, r.stderr)
-        lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1 and msg in lines[0], (args, r.stderr)
-        assert "Traceback" not in r.stderr
+        rc, err = run_main(["dream", *args, "-o", out, "--octaves", "1", "--steps", "1"], capsys)
+        assert rc == 2, (args, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and msg in lines[0], (args, err)
         assert not out.exists()
+    # and once in a fresh process, as a user sees it: one line, no traceback
+    r = fd("dream", tmp_path / "text.png", "-o", out)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("out,msg", [("nofolder/x.png", "does not exist"), ("x.xyz", "cannot write")])
@@ -120,3 +148,22 @@ def test_layers_and_help():
     assert r.returncode == 0 and "block9" in r.stdout and "112" in r.stdout
     r = fd("dream", "--help")
     assert r.returncode == 0 and "classic" in r.stdout and "--sigma" in r.stdout
+
+
+def test_sigint_leaves_no_output(tmp_path, small):
+    import signal
+    import time
+
+    out = tmp_path / "never.png"
+    p = subprocess.Popen([sys.executable, "-m", "fastdream.cli.main", "dream", str(small), "-o", str(out),
+                          "--steps", "200"], stderr=subprocess.PIPE, text=True)
+    # wait until the command is past start-up (torch loaded), then give it a moment to start dreaming
+    deadline = time.time() + 120
+    while time.time() < deadline and "libtorch" not in open(f"/proc/{p.pid}/maps").read():
+        time.sleep(0.2)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130
+    assert "interrupted; no output was written" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

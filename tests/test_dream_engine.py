@@ -1,6 +1,5 @@
 """The dream engine on small networks whose gradients can be reasoned about exactly, and on the
 embedded backbone: objectives, masks, guides, octaves, tiling equivalence, seeds, skipped steps."""
-import math
 
 import pytest
 import torch
@@ -18,6 +17,13 @@ def pointwise_backbone(seed=0):
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Tanh(), nn.Conv2d(8, 6, 1))
     return load_backbone(net, layers=["0", "1", "2"])
+
+
+def conv_backbone(seed=0):
+    """3x3 convolutions: not shift-equivariant under the jitter's roll at the borders, so seeds matter."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 6, 3, stride=2, padding=1))
+    return load_backbone(net, layers=["2"])
 
 
 def picture(h=40, w=56, seed=0):
@@ -97,7 +103,7 @@ def test_octave_sizes():
 
 
 def test_dream_raises_the_objective_and_is_seeded():
-    bb = pointwise_backbone()
+    bb = conv_backbone()
     x = picture()
     cfg = DreamConfig(octaves=2, octave_scale=1.3, steps=5, step_size=0.02, jitter=4, sigma=0.8, min_octave_size=8)
     d = Dreamer(bb, Layer("2"), cfg)
@@ -128,7 +134,9 @@ def test_small_tiles_match_untiled_on_a_pointwise_network():
     base = DreamConfig(octaves=1, steps=3, step_size=0.02, jitter=5)
     untiled, _ = Dreamer(bb, Layer("2"), base).run(x)
     tiled, _ = Dreamer(bb, Layer("2"), DreamConfig(**{**base.__dict__, "tile": 32, "tile_overlap": 8})).run(x)
-    torch.testing.assert_close(tiled, untiled, rtol=0, atol=1e-5)
+    # 1e-4: the convolutions run on 32x32 tiles and on the whole picture with different float summation
+    # orders (relative 1e-6 on the gradient), amplified where the gradient is tiny, over 3 steps of 0.02
+    torch.testing.assert_close(tiled, untiled, rtol=0, atol=1e-4)
 
 
 class _NaNObjective(Objective):
@@ -161,13 +169,13 @@ def lite0():
 
 
 def test_class_objective_is_spatial_and_maskable(lite0):
-    x = picture(128, 128, seed=3)
+    x = picture(320, 320, seed=3)  # a 10x10 class map: cells whose receptive fields differ
     idx = lite0.class_index("jellyfish")
     d = Dreamer(lite0, ClassLogit(idx).restrict(box=(0.0, 0.0, 0.5, 0.5)), DreamConfig(octaves=1, steps=1, jitter=0))
     g, _ = d.gradient(x)
     g = g.abs().sum(1)[0]
     # receptive fields are wide, but the region it was asked for gets most of the change
-    assert float(g[:64, :64].sum()) > 3 * float(g[64:, 64:].sum())
+    assert float(g[:160, :160].sum()) > 3 * float(g[160:, 160:].sum())
     with torch.no_grad():
         logits = lite0(x)
         cmap = lite0.forward_taps(x, ["class_map"])["class_map"]
@@ -183,7 +191,7 @@ def test_default_preset_doubles_the_objective_on_an_untuned_photo(lite0):
     # the presets were chosen by looking at other pictures (chelsea, astronaut), never this one
     x, _ = load_image(REPO / "examples" / "motorcycle.jpg")
     x = torch.nn.functional.interpolate(x, size=(160, 236), mode="bilinear", antialias=True, align_corners=False)
-    cfg, layers = make_config(None, octaves=2, steps=6)
+    cfg, layers = make_config(None)  # the default preset as it is
     obj = build_objective(lite0, (160, 236), layers=layers)
     out, _ = dream_tensor(x, obj, lite0, cfg)
     d = Dreamer(lite0, obj, cfg)

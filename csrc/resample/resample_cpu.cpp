@@ -156,7 +156,7 @@ void launch_resample_cpu(const ResampleParams& p) {
 #endif
     float* tmp = reinterpret_cast<float*>(rows + tid * l.row_bytes);
     float* acc = reinterpret_cast<float*>(rows + tid * l.row_bytes + align_up(p.in_w * 4));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (int64_t r = 0; r < total_rows; ++r) {
       const int64_t plane = r / p.out_h;
       const int64_t y = r - plane * p.out_h;

@@ -58,7 +58,7 @@ void launch_extract_tiles_cpu(const TileExtractParams& p) {
   const int64_t th = p.ay.tile, tw = p.ax.tile, nx = p.ax.count;
   const int64_t H = p.ay.length, W = p.ax.length;
   const int64_t rows = p.count * p.planes * th;
-#pragma omp parallel for schedule(static) if (rows * tw > 65536)
+#pragma omp parallel for schedule(dynamic, 32) if (rows * tw > 65536)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t ty = r % th;
     const int64_t plane = (r / th) % p.planes;
@@ -86,7 +86,7 @@ void launch_accumulate_tiles_cpu(const TileAccumulateParams& p) {
   const int64_t y0 = tile_start(ay, i0), y1 = tile_start(ay, i1) + th;  // rows touched
   const int64_t nrows = y1 - y0;
   const int64_t tile_plane = th * tw;
-#pragma omp parallel for schedule(static) if (p.planes * nrows * W > 65536)
+#pragma omp parallel for schedule(dynamic, 8) if (p.planes * nrows * W > 65536)
   for (int64_t r = 0; r < p.planes * nrows; ++r) {
     const int64_t plane = r / nrows;
     const int64_t y = y0 + r % nrows;

@@ -60,6 +60,9 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str) -> None:
     g.add_argument("--guide-similarity", choices=["dot", "l1", "l2"], default="dot")
     g.add_argument("--guide-pixel-weight", type=number(float, 0), default=0.0,
                    help="also pull the pixels towards the guide's (weight)")
+    g.add_argument("--style", action="append", default=[], metavar="IMAGE[:WEIGHT]",
+                   help="also paint in the style of a picture (Gram matrices of its features; weight "
+                        "relative to the dream objective, e.g. painting.jpg:20)")
     s = p.add_argument_group("schedule")
     s.add_argument("--octaves", type=number(int, 1, 12))
     s.add_argument("--octave-scale", type=number(float, 1.0, 4.0, lo_open=True))
@@ -111,6 +114,15 @@ def dream_setup(args, size, device):
         raise FastdreamError("--guide-layer needs --guide IMAGE")
     if objective is None:
         objective = build_objective(backbone, size, layers=preset_layers)
+    if getattr(args, "style", None):
+        from fastdream.cli.style import parse_style
+        from fastdream.stylize.objective import StyleObjective
+
+        styles = [parse_style(s) for s in args.style]
+        total = sum(w for _, w in styles)
+        if total <= 0:
+            raise FastdreamError("--style: the weights sum to zero")
+        objective = objective + StyleObjective.from_images(backbone, styles, device=device) * total
     import dataclasses
 
     params = {"preset": args.preset, "objective": repr(objective), **dataclasses.asdict(cfg),

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
 
 # Subcommand name -> module in fastdream.cli (imported only when needed, so `fastdream --help` is fast).
@@ -13,6 +12,13 @@ COMMANDS = {
     "layers": "layers",
     "sheet": "sheet",
     "bench": "bench",
+    "zoom": "zoom",
+    "video": "video",
+    "style": "style",
+    "serve": "serve",
+    "visualize": "visualize",
+    "invert": "invert",
+    "finetune": "finetune",
     "distill": "distill",
     "export": "export",
     "filter": "filter",
@@ -40,15 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from fastdream.errors import FastdreamError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    command = ""
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = args.command
         rc = args.func(args)
     except FastdreamError as e:
-        print(f"fastdream {args.command}: error: {e}", file=sys.stderr)
+        print(f"fastdream {command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"fastdream {args.command}: interrupted; no output was written", file=sys.stderr)
+        print(f"fastdream {command}: interrupted; no output was written", file=sys.stderr)
         return 130
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 
@@ -99,9 +99,8 @@ class DreamStats:
 def octave_sizes(h: int, w: int, octaves: int, scale: float, min_size: int) -> list[tuple[int, int]]:
     """Sizes from the finest (the picture) to the coarsest octave."""
     sizes = [(h, w)]
-    for _ in range(octaves - 1):
-        ph, pw = sizes[-1]
-        nh, nw = max(1, round(ph / scale)), max(1, round(pw / scale))
+    for i in range(1, octaves):
+        nh, nw = max(1, round(h / scale**i)), max(1, round(w / scale**i))
         if min(nh, nw) < min_size:
             break
         sizes.append((nh, nw))
@@ -147,7 +146,7 @@ class Dreamer:
             x = rolled.detach().requires_grad_(True)
             value = self._forward(x, Context((H, W), shift)).sum()
             (g,) = torch.autograd.grad(value, x)
-            return g, float(value.detach())
+            return g.contiguous(), float(value.detach())  # channels-last backbones give NHWC gradients
         grad = grad_out if grad_out is not None else torch.empty_like(img)
         grad.zero_()
         total = 0.0
@@ -157,7 +156,7 @@ class Dreamer:
             x = tile.requires_grad_(True)
             value = self._forward(x, Context((H, W), shift, (ty, tx, layout.tile_h, layout.tile_w))).sum()
             (g,) = torch.autograd.grad(value, x)
-            ops.accumulate_tiles(g[None], layout, grad, start=n)
+            ops.accumulate_tiles(g.contiguous()[None], layout, grad, start=n)
             total += float(value.detach())
         return grad, total / len(layout)
 

@@ -19,6 +19,8 @@ def require_tensor(x, name: str) -> torch.Tensor:
 
 def capsule(t: torch.Tensor):
     """A DLPack capsule of ``t`` (detached; no stream synchronization: the op runs on ``stream_of(t)``)."""
+    if t.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"tensors on device {t.device.type!r} are not supported (cpu and cuda are)")
     return torch.utils.dlpack.to_dlpack(t.detach())
 
 
