@@ -197,3 +197,13 @@ def test_distill_train_bad_data(tmp_path, capsys):
     (tmp_path / "d").mkdir()
     fails_cleanly(["distill", "train", tmp_path / "d", "-o", tmp_path / "f.pt"], capsys, tmp_path / "f.pt",
                   "not a fastdream dataset")
+
+
+def test_video_frame_processor_uses_the_filter_runner():
+    pytest.importorskip("fastdream.video.coherence")
+    from fastdream.video.coherence import filter_processor
+
+    proc = filter_processor(SHIPPED, "cpu")
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(4))
+    y = proc(x)
+    assert y.shape == x.shape and float((y - x).abs().mean()) > 1e-3

@@ -240,3 +240,9 @@ def describe(runner: FilterRunner) -> str:
 def _env_threads() -> int | None:
     v = os.environ.get("FASTDREAM_ORT_THREADS")
     return int(v) if v and v.isdigit() else None
+
+
+def load_filter(model=None, device: str = "auto", **kwargs) -> FilterRunner:
+    """A :class:`FilterRunner` for ``model`` (None: the shipped filter); the entry point that
+    ``fastdream video --filter`` and ``fastdream serve --filter`` look up."""
+    return FilterRunner(model, device=device, **kwargs)
