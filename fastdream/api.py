@@ -76,7 +76,7 @@ def dream(image: Any, objective: Objective | None = None, *, preset: str | None 
 
 
 def dream_tensor(x: torch.Tensor, objective: Objective, backbone, cfg: DreamConfig, max_size: int | None = None,
-                 progress=None, on_octave=None):
+                 progress=None, on_octave=None, consume: bool = False):
     """Dream ``x`` ``[1, 3, H, W]``; with ``max_size`` the dream runs with the longest side at most
     ``max_size`` and its detail is added back onto the full-size picture (the output keeps the size)."""
     from fastdream import ops
@@ -90,4 +90,4 @@ def dream_tensor(x: torch.Tensor, objective: Objective, backbone, cfg: DreamConf
         detail = out_small.sub_(small)
         out = ops.octave_upsample_add(detail, x, mode="bicubic").clamp_(0, 1)
         return out, stats
-    return dreamer.run(x, progress=progress, on_octave=on_octave)
+    return dreamer.run(x, progress=progress, on_octave=on_octave, consume=consume)

@@ -129,6 +129,14 @@ def load_image(path) -> tuple[torch.Tensor, ImageMeta]:
         pass  # Pillow's naive CMYK->RGB conversion is used below
     if meta.orientation != 1:
         img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGB", "RGBA", "LA", "L", "P", "PA", "CMYK", "YCbCr"):
+        # 8-bit pictures go through uint8 (a quarter of the memory of float) until the final division
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA") if img.mode != "LA" else img
+            meta.alpha = np.asarray(rgba.getchannel("A"), dtype=np.uint8).copy()
+        u8 = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8))
+        t = u8.permute(2, 0, 1).contiguous().unsqueeze(0).float().div_(255.0)
+        return t, meta
     rgb, alpha = _to_rgb_float(img)
     meta.alpha = alpha
     t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).contiguous()
@@ -144,8 +152,10 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     """``[1, 3, H, W]`` or ``[3, H, W]`` float in [0, 1] -> ``[H, W, 3]`` uint8 (rounded)."""
     if x.dim() == 4:
         x = x[0]
-    a = x.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return np.ascontiguousarray(a)
+    y = x.detach().float().clamp(0, 1)  # the only float copy: the rest happens in place (big pictures)
+    a = y.mul_(255.0).round_().to(torch.uint8)
+    del y
+    return np.ascontiguousarray(a.permute(1, 2, 0).cpu().numpy())
 
 
 def tensor_to_pil(x: torch.Tensor) -> Image.Image:

@@ -84,12 +84,13 @@ def dream_one(args, inp, out, device, desc):
     backbone, objective, cfg, params = dream_setup(args, (H, W), device)
     evaluator = Dreamer(backbone, objective, cfg)
     before = evaluator.evaluate(x)
-    steps_total = [0]
     with Timer() as t, progress_bar(1, desc) as update:
-        result, stats = dream_tensor(x, objective, backbone, cfg, max_size=args.max_size, progress=update)
+        # the input is not needed after the dream (its objective is measured above): let the dream use it
+        result, stats = dream_tensor(x, objective, backbone, cfg, max_size=args.max_size, progress=update,
+                                     consume=True)
+    del x
     after = evaluator.evaluate(result)
     save_image(result.cpu(), out, meta, params=params, quality=args.quality)
-    del steps_total
     return {
         "input": str(inp),
         "output": str(out),

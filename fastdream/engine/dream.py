@@ -197,10 +197,13 @@ class Dreamer:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, image: torch.Tensor, progress: Callable[[int, int], None] | None = None,
-            on_octave: Callable[[int, torch.Tensor], None] | None = None) -> tuple[torch.Tensor, DreamStats]:
+            on_octave: Callable[[int, torch.Tensor], None] | None = None,
+            consume: bool = False) -> tuple[torch.Tensor, DreamStats]:
         """Dream ``image`` (``[1, 3, H, W]`` float32 in [0, 1]); returns a new tensor and statistics.
 
         ``progress(done, total)`` is called after every step; ``on_octave(i, picture)`` after each octave.
+        ``consume=True`` lets the dream work in ``image``'s own memory when it can (one octave, no
+        recursion): a big picture then needs one copy fewer.
         """
         cfg = self.config
         if image.dim() != 4 or image.shape[0] != 1 or image.shape[1] != 3:
@@ -225,10 +228,11 @@ class Dreamer:
                                      mode="bicubic", antialias=True)
                 current = ops.resample(small, (h, w), mode="bicubic").clamp_(0, 1)
                 current.mul_(1 - cfg.recursion_blend).add_(original, alpha=cfg.recursion_blend)
-            current, done = self._octaves(current, sizes, gen, stats, progress, on_octave, done, total)
+            own = consume and rounds == 1 and cfg.init == "image" and current.data_ptr() == image.data_ptr()
+            current, done = self._octaves(current, sizes, gen, stats, progress, on_octave, done, total, own)
         return current, stats
 
-    def _octaves(self, picture, sizes, gen, stats, progress, on_octave, done, total):
+    def _octaves(self, picture, sizes, gen, stats, progress, on_octave, done, total, own=False):
         cfg = self.config
         # bases[i] is the picture at sizes[i]; each coarser level is resampled from the full picture
         bases = [picture]
@@ -240,7 +244,7 @@ class Dreamer:
         for level in range(len(sizes) - 1, -1, -1):
             base = bases[level]
             if detail is None:
-                img = base.clone()
+                img = base if (own and len(sizes) == 1) else base.clone()
             else:
                 img = ops.octave_upsample_add(detail, base, mode="bilinear")
             H, W = img.shape[-2:]
