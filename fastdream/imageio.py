@@ -60,15 +60,33 @@ def _to_rgb_float(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(rgb, dtype=np.float32) / 255.0, alpha
 
 
-def open_image(path) -> Image.Image:
-    """Open a picture file with clear errors for missing, unreadable, truncated or oversized files."""
+def check_input_file(path, what: str = "picture") -> pathlib.Path:
+    """Refuse a missing file, a folder or an empty file with one clear line."""
     p = pathlib.Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
     if p.is_dir():
-        raise InputError(f"{p}: is a folder, not a picture")
+        raise InputError(f"{p}: is a folder, not a {what}")
     if p.stat().st_size == 0:
         raise InputError(f"{p}: empty file")
+    return p
+
+
+def check_output_folder(p: pathlib.Path) -> pathlib.Path:
+    """The folder of output path ``p`` exists and is writable, and ``p`` is not a folder itself."""
+    folder = p.parent if str(p.parent) else pathlib.Path(".")
+    if not folder.is_dir():
+        raise InputError(f"{p}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{p}: the folder {folder} is not writable")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder")
+    return p
+
+
+def open_image(path) -> Image.Image:
+    """Open a picture file with clear errors for missing, unreadable, truncated or oversized files."""
+    p = check_input_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -147,14 +165,7 @@ def check_output_path(path, kinds=WRITERS) -> pathlib.Path:
     if ext not in kinds:
         raise InputError(f"{p}: cannot write '{ext or '(no extension)'}' files; use one of "
                          + ", ".join(sorted(kinds)))
-    folder = p.parent if str(p.parent) else pathlib.Path(".")
-    if not folder.is_dir():
-        raise InputError(f"{p}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"{p}: the folder {folder} is not writable")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder")
-    return p
+    return check_output_folder(p)
 
 
 def atomic_write(path, write_fn) -> None:

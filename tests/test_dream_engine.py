@@ -1,6 +1,5 @@
 """The dream engine on small networks whose gradients can be reasoned about exactly, and on the
 embedded backbone: objectives, masks, guides, octaves, tiling equivalence, seeds, skipped steps."""
-import math
 
 import pytest
 import torch

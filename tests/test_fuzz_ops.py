@@ -2,10 +2,8 @@
 strides, devices, non-tensors and extreme parameters. Every call either works or raises a Python
 TypeError/ValueError; none may crash the process. Together these tests make > 10,000 calls, and the
 _C functions are also called directly with capsules of the wrong kind."""
-import math
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

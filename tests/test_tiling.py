@@ -1,5 +1,4 @@
 """fastdream.ops.tiling: layout coverage, and extract/accumulate against the pure-torch references."""
-import itertools
 
 import pytest
 import torch

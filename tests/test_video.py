@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import pathlib
 import sys
 
 import numpy as np
@@ -22,7 +21,7 @@ from conftest import DATA  # noqa: E402
 
 from fastdream.cli.main import main  # noqa: E402
 from fastdream.video import io as vio  # noqa: E402
-from fastdream.video.coherence import Coherence, as_processor, frame_seed  # noqa: E402
+from fastdream.video.coherence import Coherence, frame_seed  # noqa: E402
 from fastdream.video.flow import FlowEstimator, occlusion_mask, warp  # noqa: E402
 from fastdream.video.resume import STOP_ENV, JobInterrupted, run_job  # noqa: E402
 

@@ -21,12 +21,8 @@
 #include <omp.h>
 #endif
 
-// Hot row loops get an AVX2/FMA clone picked at load time (the wheel targets any x86-64).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define FD_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define FD_HOT
-#endif
+#include "common/simd.h"
+#define FD_HOT FASTDREAM_CLONES
 
 namespace fastdream {
 namespace {

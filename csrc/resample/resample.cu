@@ -6,24 +6,13 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "common/cuda_guard.h"
 #include "common/cuda_runtime_info.h"
 #include "resample/resample.h"
 
 namespace fastdream {
 
 namespace {
-
-// Launches go to the tensors' device, whatever the caller's current device is.
-struct CudaDeviceGuard {
-  int prev = -1;
-  explicit CudaDeviceGuard(int device) {
-    if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
-    if (prev != device) cudaSetDevice(device);
-  }
-  ~CudaDeviceGuard() {
-    if (prev >= 0) cudaSetDevice(prev);
-  }
-};
 
 struct ResampleTables {
   const int32_t* idx_y;

@@ -9,25 +9,9 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/simd.h"
 #include "common/tensor.h"
 
-#ifndef FD_HD
-#if defined(__CUDACC__)
-#define FD_HD __host__ __device__
-#else
-#define FD_HD
-#endif
-#endif
-
-// Hot CPU loops are compiled twice (AVX2+FMA and baseline x86-64) and picked at load time; the wheel
-// stays portable (no -march=native).
-#if !defined(FASTDREAM_CLONES)
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__) && defined(__linux__)
-#define FASTDREAM_CLONES __attribute__((target_clones("avx2,fma", "default")))
-#else
-#define FASTDREAM_CLONES
-#endif
-#endif
 
 namespace fastdream {
 

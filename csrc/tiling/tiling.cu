@@ -8,23 +8,13 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "common/cuda_guard.h"
 #include "common/cuda_runtime_info.h"
 #include "tiling/tiling.h"
 
 namespace fastdream {
 
 namespace {
-
-struct CudaDeviceGuard {
-  int prev = -1;
-  explicit CudaDeviceGuard(int device) {
-    if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
-    if (prev != device) cudaSetDevice(device);
-  }
-  ~CudaDeviceGuard() {
-    if (prev >= 0) cudaSetDevice(prev);
-  }
-};
 
 unsigned blocks_for(int64_t n, int threads) {
   return static_cast<unsigned>(std::min<int64_t>((n + threads - 1) / threads, int64_t(1) << 20));

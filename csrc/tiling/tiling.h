@@ -14,23 +14,9 @@
 #pragma once
 #include <cstdint>
 
+#include "common/simd.h"
 #include "common/tensor.h"
 
-#ifndef FD_HD
-#if defined(__CUDACC__)
-#define FD_HD __host__ __device__
-#else
-#define FD_HD
-#endif
-#endif
-
-#if !defined(FASTDREAM_CLONES)
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__) && defined(__linux__)
-#define FASTDREAM_CLONES __attribute__((target_clones("avx2,fma", "default")))
-#else
-#define FASTDREAM_CLONES
-#endif
-#endif
 
 namespace fastdream {
 

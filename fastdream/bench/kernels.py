@@ -49,6 +49,8 @@ def metadata() -> dict:
         "platform": platform.platform(),
         "build_info": fastdream.build_info(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     if torch.cuda.is_available():
         md["gpu"] = torch.cuda.get_device_name(0)

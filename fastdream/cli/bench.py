@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pathlib
-import sys
 
 
 def add_parser(sub):

@@ -16,6 +16,9 @@ COMMANDS = {
     "video": "video",
     "style": "style",
     "serve": "serve",
+    "visualize": "visualize",
+    "invert": "invert",
+    "finetune": "finetune",
 }
 
 

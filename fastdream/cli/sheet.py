@@ -3,11 +3,10 @@ channels of one layer), as labelled tiles on one sheet, to choose a layer by eye
 from __future__ import annotations
 
 import math
-import pathlib
 import time
 
 from fastdream.cli.common import add_dream_options, dream_setup, number, progress_bar
-from fastdream.errors import FastdreamError, InputError
+from fastdream.errors import FastdreamError
 
 
 def add_parser(sub):

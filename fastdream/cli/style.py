@@ -8,7 +8,7 @@ import pathlib
 import time
 
 from fastdream.cli.common import number, progress_bar
-from fastdream.errors import FastdreamError, InputError
+from fastdream.errors import InputError
 
 
 def _iters(s: str):
@@ -28,14 +28,7 @@ def _names(s: str):
     return names
 
 
-def _weights(s: str):
-    try:
-        vals = tuple(float(v) for v in s.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {s!r}")
-    if not vals or any(not math.isfinite(v) or v < 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected non-negative numbers, got {s!r}")
-    return vals
+from fastdream.cli.common import number_list as _weights  # noqa: E402  (non-negative numbers, comma-separated)
 
 
 def add_parser(sub):

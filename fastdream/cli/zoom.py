@@ -7,7 +7,7 @@ import sys
 import time
 
 from fastdream.cli.common import add_dream_options, dream_setup, number
-from fastdream.errors import FastdreamError, InputError
+from fastdream.errors import InputError
 
 
 def _pair(s: str):

@@ -19,7 +19,7 @@ import torch
 from fastdream.engine.objectives import Context, Objective
 from fastdream.errors import FastdreamError
 from fastdream.stylize.gram import blend_grams, gram_matrix, target_scale
-from fastdream.stylize.transfer import DEFAULT_STYLE_LAYERS, LayerInfo, fit_long_side, resize
+from fastdream.stylize.transfer import DEFAULT_STYLE_LAYERS, fit_long_side, resize
 
 DEFAULT_STYLE_SIZE = 384  # style pictures are seen with this long side (pixels) unless told otherwise
 

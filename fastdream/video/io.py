@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from fastdream.errors import InputError
+from fastdream.imageio import check_input_file, check_output_folder
 
 VIDEO_EXTS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
               ".gif": "gif"}
@@ -57,13 +58,7 @@ def open_input(path):
     """An opened PyAV container with a video stream, or a one-line ``InputError``."""
     import av
 
-    p = pathlib.Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder, not a video")
-    if p.stat().st_size == 0:
-        raise InputError(f"{p}: empty file")
+    p = check_input_file(path, "video")
     try:
         c = av.open(str(p), "r")
     except (av.error.FFmpegError, OSError, ValueError) as e:
@@ -175,21 +170,14 @@ def container_format(path) -> str:
 def check_video_output(path, codec: str | None, width: int, height: int, fps) -> str:
     """Refuse an output before any work: bad folder, unknown extension, or a codec the container cannot
     hold (tried by encoding two frames to a scratch file). Returns the codec to use."""
-    p = pathlib.Path(path)
-    folder = p.parent if str(p.parent) else pathlib.Path(".")
-    if not folder.is_dir():
-        raise InputError(f"{p}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"{p}: the folder {folder} is not writable")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder")
+    p = check_output_folder(pathlib.Path(path))
     fmt = container_format(p)
     codec = codec or DEFAULT_CODEC[fmt]
     if fmt == "gif":
         if codec != "gif":
             raise InputError(f"{p}: a GIF holds only GIF frames, not {codec!r}")
         return codec
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.probe.", suffix=p.suffix, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.probe.", suffix=p.suffix, dir=p.parent if str(p.parent) else ".")
     os.close(fd)
     try:
         w = VideoWriter(tmp, width=width, height=height, fps=fps, codec=codec, atomic=False)
