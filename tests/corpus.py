@@ -220,3 +220,44 @@ def truncated_mp4(d):
     data = src.read_bytes()
     p.write_bytes(data[: len(data) // 2])
     return p
+
+
+# -- folders of pictures (fastdream finetune) ------------------------------------------------------------
+def class_folder(d, name="classes", per_class=4, bad_per_class=0):
+    """``name/cats/*.png`` (the photo, shifted) and ``name/reds/*.png`` (reddish noise), plus
+    ``bad_per_class`` unreadable files in each."""
+    root = pathlib.Path(d) / name
+    rng = np.random.default_rng(0)
+    for cls in ("cats", "reds"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            if cls == "cats":
+                img = photo((72, 54)).crop((i, i, i + 64, i + 48))
+            else:
+                a = rng.integers(0, 80, (48, 64, 3), dtype=np.uint8)
+                a[..., 0] += 170
+                img = Image.fromarray(a, "RGB")
+            img.save(root / cls / f"{i}.png")
+        for i in range(bad_per_class):
+            (root / cls / f"bad{i}.png").write_text("not a picture")
+    return root
+
+
+def mostly_bad_class_folder(d):
+    return class_folder(d, name="mostly_bad", per_class=1, bad_per_class=3)
+
+
+def one_class_folder(d):
+    root = class_folder(d, name="one_class")
+    import shutil
+
+    shutil.rmtree(root / "reds")
+    return root
+
+
+def flat_folder(d):
+    """Pictures but no class subfolders."""
+    root = pathlib.Path(d) / "flat"
+    root.mkdir(exist_ok=True)
+    photo().save(root / "a.png")
+    return root

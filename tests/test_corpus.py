@@ -71,13 +71,14 @@ class Case:
     size: tuple | None = None  # a working case: the output's (W, H), when it is a picture or video
     check: Callable | None = None  # a working case: more checks on (out, stdout)
     marks: tuple = ()
+    also: tuple = ()        # a working case: other files it writes beside the output
 
     def param(self, command):
         return pytest.param(command, self, id=f"{command}-{self.id}", marks=list(self.marks))
 
 
-def ok(id, argv, size=None, out="out.png", check=None, marks=()):
-    return Case(id, argv, None, out, size, check, marks)
+def ok(id, argv, size=None, out="out.png", check=None, marks=(), also=()):
+    return Case(id, argv, None, out, size, check, marks, also)
 
 
 def bad(id, argv, msg, out="out.png", marks=()):
@@ -353,6 +354,88 @@ def _text_mp4(c):
     return p
 
 
+VIS_FAST = ["--size", "32", "--steps", "1"]
+VISUALIZE = [
+    ok("class", lambda c, out: ["-o", out, "--class", "jellyfish", *VIS_FAST], size=(32, 32)),
+    ok("channel-jpg", lambda c, out: ["-o", out, "--channel", "block3:1", *VIS_FAST], size=(32, 32), out="v.jpg",
+       check=_format_is("JPEG")),
+    ok("from-cmyk-photo", lambda c, out: ["-o", out, "--class", "tabby", "--from", c.cmyk_jpeg, *VIS_FAST]),
+    bad("unknown-class", lambda c, out: ["-o", out, "--class", "jellyfsh", *VIS_FAST], "jellyfish"),
+    bad("class-index-out-of-range", lambda c, out: ["-o", out, "--class", "5000", *VIS_FAST], "class"),
+    bad("unknown-layer", lambda c, out: ["-o", out, "--channel", "blok3:1", *VIS_FAST], "block3"),
+    bad("channel-out-of-range", lambda c, out: ["-o", out, "--channel", "block3:99999", *VIS_FAST], "range"),
+    bad("neuron-malformed", lambda c, out: ["-o", out, "--neuron", "block3:1:x", *VIS_FAST], "neuron"),
+    bad("size-zero", lambda c, out: ["-o", out, "--class", "1", "--size", "0", "--steps", "1"], "--size"),
+    bad("steps-not-a-number", lambda c, out: ["-o", out, "--class", "1", "--steps", "lots"], "--steps"),
+    bad("lr-nan", lambda c, out: ["-o", out, "--class", "1", "--lr", "nan", *VIS_FAST], "--lr"),
+    bad("variants-zero", lambda c, out: ["-o", out, "--class", "1", "--variants", "0", *VIS_FAST], "--variants"),
+    bad("from-zero-byte", lambda c, out: ["-o", out, "--class", "1", "--from", c.zero_byte, *VIS_FAST],
+        "empty file"),
+    bad("from-bomb", lambda c, out: ["-o", out, "--class", "1", "--from", c.bomb_png, *VIS_FAST], "too large"),
+    bad("from-text", lambda c, out: ["-o", out, "--class", "1", "--from", c.text_as_png, *VIS_FAST], "not a picture"),
+    bad("corrupt-checkpoint", lambda c, out: ["-o", out, "--class", "1", "--backbone", c.corrupt_checkpoint,
+                                              *VIS_FAST], "not a PyTorch checkpoint"),
+    bad("out-unknown-ext", lambda c, out: ["-o", out, "--class", "1", *VIS_FAST], "cannot write", out="v.xyz"),
+    bad("out-missing-folder", lambda c, out: ["-o", out.parent / "no" / "v.png", "--class", "1", *VIS_FAST],
+        "does not exist"),
+    bad("report-missing-folder", lambda c, out: ["-o", out, "--class", "1", "--report", out.parent / "no" / "r.json",
+                                                 *VIS_FAST], "does not exist"),
+]
+
+INV_FAST = ["--size", "32", "--steps", "1"]
+INVERT = [
+    ok("one-layer", lambda c, out: [c.small, "-o", out, "--layer", "block3", *INV_FAST]),
+    ok("palette-two-layers", lambda c, out: [c.palette_png, "-o", out, "--layers", "block1,block3", *INV_FAST,
+                                              "--table", out.parent / "t.csv"],
+       check=lambda out, so: (out.parent / "t.csv").exists() or pytest.fail("no table"), also=("t.csv",)),
+    ok("exif-rotated", lambda c, out: [c.exif_rotated_jpeg, "-o", out, "--layer", "block1", *INV_FAST]),
+    bad("zero-byte", lambda c, out: [c.zero_byte, "-o", out, "--layer", "block3", *INV_FAST], "empty file"),
+    bad("text-named-png", lambda c, out: [c.text_as_png, "-o", out, "--layer", "block3", *INV_FAST], "not a picture"),
+    bad("truncated-jpeg", lambda c, out: [c.truncated_jpeg, "-o", out, "--layer", "block3", *INV_FAST], "cannot read"),
+    bad("bomb", lambda c, out: [c.bomb_png, "-o", out, "--layer", "block3", *INV_FAST], "too large"),
+    bad("unknown-layer", lambda c, out: [c.small, "-o", out, "--layer", "blok3", *INV_FAST], "block3"),
+    bad("unknown-layer-in-list", lambda c, out: [c.small, "-o", out, "--layers", "block1,nope", *INV_FAST], "nope"),
+    bad("no-layer", lambda c, out: [c.small, "-o", out, *INV_FAST], "required"),
+    bad("steps-negative", lambda c, out: [c.small, "-o", out, "--layer", "block3", "--size", "32", "--steps", "-1"],
+        "--steps"),
+    bad("tv-weight-inf", lambda c, out: [c.small, "-o", out, "--layer", "block3", "--tv-weight", "inf", *INV_FAST],
+        "--tv-weight"),
+    bad("table-unknown-ext", lambda c, out: [c.small, "-o", out, "--layers", "block1,block3", *INV_FAST, "--table",
+                                             out.parent / "t.xyz"], "t.xyz"),
+    bad("corrupt-checkpoint", lambda c, out: [c.small, "-o", out, "--layer", "block3", "--backbone",
+                                              c.corrupt_checkpoint, *INV_FAST], "not a PyTorch checkpoint"),
+    bad("out-unknown-ext", lambda c, out: [c.small, "-o", out, "--layer", "block3", *INV_FAST], "cannot write",
+        out="i.xyz"),
+    bad("out-missing-folder", lambda c, out: [c.small, "-o", out.parent / "no" / "i.png", "--layer", "block3",
+                                              *INV_FAST], "does not exist"),
+]
+
+FT_FAST = ["--epochs", "1", "--size", "32", "--batch-size", "4"]
+
+
+def _checkpoint_loads(out, stdout):
+    from fastdream.backbones import load_backbone
+
+    bb = load_backbone(out)
+    assert bb.num_classes == 2
+
+
+FINETUNE = [
+    ok("two-classes", lambda c, out: [c.class_folder, "-o", out, *FT_FAST], out="ft.pt", check=_checkpoint_loads),
+    bad("mostly-unreadable", lambda c, out: [c.mostly_bad_class_folder, "-o", out, *FT_FAST], "", out="ft.pt"),
+    bad("one-class", lambda c, out: [c.one_class_folder, "-o", out, *FT_FAST], "class", out="ft.pt"),
+    bad("no-class-folders", lambda c, out: [c.flat_folder, "-o", out, *FT_FAST], "", out="ft.pt"),
+    bad("missing-folder", lambda c, out: [c.root / "nope", "-o", out, *FT_FAST], "", out="ft.pt"),
+    bad("file-not-folder", lambda c, out: [c.small, "-o", out, *FT_FAST], "", out="ft.pt"),
+    bad("epochs-zero", lambda c, out: [c.class_folder, "-o", out, "--epochs", "0"], "--epochs", out="ft.pt"),
+    bad("val-fraction-one", lambda c, out: [c.class_folder, "-o", out, "--val-fraction", "1"], "--val-fraction",
+        out="ft.pt"),
+    bad("lr-not-a-number", lambda c, out: [c.class_folder, "-o", out, "--lr", "fast"], "--lr", out="ft.pt"),
+    bad("out-missing-folder", lambda c, out: [c.class_folder, "-o", out.parent / "no" / "ft.pt", *FT_FAST],
+        "does not exist", out="ft.pt"),
+    bad("out-picture-ext", lambda c, out: [c.class_folder, "-o", out, *FT_FAST], "", out="ft.png"),
+]
+
 BENCH = [
     bad("repeats-zero", lambda c, out: ["--repeats", "0"], "repeats", out="-"),
     bad("repeats-not-a-number", lambda c, out: ["--repeats", "x"], "invalid", out="-"),
@@ -372,6 +455,9 @@ ALL = [
     *(c.param("style") for c in STYLE),
     *(c.param("zoom") for c in ZOOM),
     *(c.param("video") for c in VIDEO),
+    *(c.param("visualize") for c in VISUALIZE),
+    *(c.param("invert") for c in INVERT),
+    *(c.param("finetune") for c in FINETUNE),
     *(c.param("bench") for c in BENCH),
     *(c.param("") for c in TOP),
 ]
@@ -412,7 +498,7 @@ def test_corpus(command, case, cp, tmp_path, capsys):
         assert out.exists(), sorted(p.name for p in work.iterdir())
         if case.size is not None and out.suffix.lower() in (".png", ".jpg", ".webp", ".tif", ".bmp"):
             assert Image.open(out).size == case.size
-        stray = [p.name for p in work.iterdir() if p.name != out.name]
+        stray = [p.name for p in work.iterdir() if p.name != out.name and p.name not in case.also]
         assert stray == [], stray
     if case.check is not None:
         case.check(out, stdout)
