@@ -390,6 +390,7 @@ INVERT = [
        check=lambda out, so: (out.parent / "t.csv").exists() or pytest.fail("no table"), also=("t.csv",)),
     ok("exif-rotated", lambda c, out: [c.exif_rotated_jpeg, "-o", out, "--layer", "block1", *INV_FAST]),
     bad("zero-byte", lambda c, out: [c.zero_byte, "-o", out, "--layer", "block3", *INV_FAST], "empty file"),
+    ok("tiny-1x1", lambda c, out: [c.tiny_1x1, "-o", out, "--layer", "block3", *INV_FAST], size=(32, 32)),
     bad("text-named-png", lambda c, out: [c.text_as_png, "-o", out, "--layer", "block3", *INV_FAST], "not a picture"),
     bad("truncated-jpeg", lambda c, out: [c.truncated_jpeg, "-o", out, "--layer", "block3", *INV_FAST], "cannot read"),
     bad("bomb", lambda c, out: [c.bomb_png, "-o", out, "--layer", "block3", *INV_FAST], "too large"),
