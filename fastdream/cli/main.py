@@ -19,6 +19,9 @@ COMMANDS = {
     "visualize": "visualize",
     "invert": "invert",
     "finetune": "finetune",
+    "distill": "distill",
+    "export": "export",
+    "filter": "filter",
 }
 
 

@@ -118,6 +118,29 @@ class Dreamer:
         self.taps = sorted(objective.taps())
 
     # -- objective and gradient -----------------------------------------------------------------
+    def _value_and_grad(self, x: torch.Tensor, ctx: Context):
+        """(objective value summed over the batch, its gradient w.r.t. ``x``). A term restricted to a
+        region changes only the pixels of that region: its gradient is computed on its own and masked in
+        picture space too (the activations' receptive fields reach far beyond the region)."""
+        from fastdream.engine.objectives import Masked, Sum
+
+        terms = self.objective.terms if isinstance(self.objective, Sum) else [(1.0, self.objective)]
+        if not any(isinstance(o, Masked) for _, o in terms):
+            value = self._forward(x, ctx).sum()
+            (g,) = torch.autograd.grad(value, x)
+            return value, g
+        xin = x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
+        ctx.image = x
+        acts = self.backbone.forward_taps(xin, self.taps) if self.taps else {}
+        total, grad = 0.0, torch.zeros_like(x)
+        for i, (w, o) in enumerate(terms):
+            v = (w * o(acts, ctx)).sum()
+            (g,) = torch.autograd.grad(v, x, retain_graph=i < len(terms) - 1, allow_unused=True)
+            if g is not None:
+                grad += g * o.pixel_mask(ctx, x.device) if isinstance(o, Masked) else g
+            total = total + v.detach()
+        return total, grad
+
     def _forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         """Objective values ``[B]`` of the network input ``x`` (the rolled picture or a tile)."""
         xin = x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
@@ -144,8 +167,7 @@ class Dreamer:
         layout = self._layout(H, W, tile_offset)
         if layout is None:
             x = rolled.detach().requires_grad_(True)
-            value = self._forward(x, Context((H, W), shift)).sum()
-            (g,) = torch.autograd.grad(value, x)
+            value, g = self._value_and_grad(x, Context((H, W), shift))
             return g.contiguous(), float(value.detach())  # channels-last backbones give NHWC gradients
         grad = grad_out if grad_out is not None else torch.empty_like(img)
         grad.zero_()
@@ -154,8 +176,7 @@ class Dreamer:
             tile = ops.extract_tiles(rolled, layout, start=n, count=1)[0]  # [1, 3, th, tw]
             ty, tx = layout.ys[n // len(layout.xs)], layout.xs[n % len(layout.xs)]
             x = tile.requires_grad_(True)
-            value = self._forward(x, Context((H, W), shift, (ty, tx, layout.tile_h, layout.tile_w))).sum()
-            (g,) = torch.autograd.grad(value, x)
+            value, g = self._value_and_grad(x, Context((H, W), shift, (ty, tx, layout.tile_h, layout.tile_w)))
             ops.accumulate_tiles(g.contiguous()[None], layout, grad, start=n)
             total += float(value.detach())
         return grad, total / len(layout)

@@ -321,11 +321,22 @@ class Masked(Objective):
                 m = torch.zeros(H, W)
                 m[int(round(y0 * H)):max(int(round(y1 * H)), int(round(y0 * H)) + 1),
                   int(round(x0 * W)):max(int(round(x1 * W)), int(round(x0 * W)) + 1)] = 1.0
+                # feathered edges (about 3% of the picture), so the region blends into the rest
+                k = max(1, int(0.03 * min(H, W))) * 2 + 1
+                if k > 1:
+                    m = F.avg_pool2d(m[None, None], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
             else:
                 m = F.interpolate(self.mask[None, None], size=(H, W), mode="bilinear",
                                   align_corners=False)[0, 0].clamp(0, 1)
             self._cache = {key: m.to(device)}
         return self._cache[key]
+
+    def pixel_mask(self, ctx: Context, device) -> torch.Tensor:
+        """The region in the network input's pixels (rolled by the jitter, cut to the tile): [h, w]."""
+        H, W = ctx.full_size
+        m = torch.roll(self._full_mask(H, W, device), shifts=ctx.shift, dims=(0, 1))
+        y0, x0, h, w = ctx.win()
+        return m[y0:y0 + h, x0:x0 + w]
 
     def mask_for(self, hw: tuple[int, int], ctx: Context, device) -> torch.Tensor:
         H, W = ctx.full_size

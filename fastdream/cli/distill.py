@@ -1,0 +1,183 @@
+"""fastdream distill dataset|train|eval: teacher pairs, training a feed-forward filter, measuring it."""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import time
+
+from fastdream.cli.common import Timer, add_dream_options, number, progress_bar
+from fastdream.errors import FastdreamError, InputError
+
+
+def add_parser(sub):
+    from fastdream.presets import describe
+
+    p = sub.add_parser("distill", help="distill a dream into a fast feed-forward filter",
+                       description="Render teacher pairs (dataset), train a generator on them (train), measure "
+                                   "a filter against the iterative teacher on held-out photos (eval).")
+    s = p.add_subparsers(dest="distill_command", metavar="STEP", parser_class=type(p))
+    s.required = True
+
+    d = s.add_parser("dataset", help="render (input crop, dream) pairs from a folder of photos",
+                     description="Render teacher pairs: random crops (scale, position, flip, colour) of the photos, "
+                                 "each dreamed with the given preset or objective. Pair i depends only on the seed "
+                                 "and i: --resume continues, --shard K/N renders the indices i with i mod N == K.")
+    d.add_argument("images", help="a folder of photos (or one photo)")
+    d.add_argument("-o", "--output", required=True, help="dataset folder (created)")
+    d.add_argument("--count", type=number(int, 1, 10_000_000), default=256, help="number of pairs (default 256)")
+    d.add_argument("--size", type=number(int, 16, 4096), default=192, help="crop size in pixels (default 192)")
+    d.add_argument("--min-fraction", type=number(float, 0, 1, lo_open=True), default=0.35,
+                   help="a crop covers at least this fraction of the photo's short side (default 0.35)")
+    d.add_argument("--max-fraction", type=number(float, 0, 1, lo_open=True), default=1.0)
+    d.add_argument("--color-jitter", type=number(float, 0, 0.99), default=0.15)
+    d.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    d.add_argument("--resume", action="store_true", help="keep the pairs already rendered, render the rest")
+    d.add_argument("--shard", metavar="K/N", help="render only indices i with i mod N == K (0 <= K < N)")
+    d.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads (default: torch's choice)")
+    d.add_argument("--report", help="write a JSON report here")
+    add_dream_options(d, describe())
+    d.set_defaults(func=run_dataset)
+
+    t = s.add_parser("train", help="train a generator on a dataset folder",
+                     description="Train the feed-forward generator on teacher pairs: pixel loss + backbone-feature "
+                                 "loss (+ optional temporal consistency). Runs data-parallel unchanged under torchrun.")
+    t.add_argument("data", help="dataset folder from `fastdream distill dataset`")
+    t.add_argument("-o", "--output", required=True, help="checkpoint (.pt) written as training goes")
+    t.add_argument("--steps", type=number(int, 1, 10_000_000), default=2000)
+    t.add_argument("--batch", type=number(int, 1, 4096), default=8, help="pairs per step (per process)")
+    t.add_argument("--crop", type=number(int, 16, 4096), default=128, help="training crop size (default 128)")
+    t.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=2e-3)
+    t.add_argument("--width", type=number(int, 4, 256), default=16, help="generator width (default 16)")
+    t.add_argument("--blocks", type=number(int, 0, 32), default=4, help="residual blocks (default 4)")
+    t.add_argument("--pixel-weight", type=number(float, 0), default=1.0)
+    t.add_argument("--feature-weight", type=number(float, 0), default=0.1)
+    t.add_argument("--feature-layers", default="block2,block5,block9",
+                   help="backbone taps of the perceptual loss (default block2,block5,block9)")
+    t.add_argument("--objective-weight", type=number(float, 0), default=0.0,
+                   help="also climb the teacher's objective up to the teacher's level (default 0)")
+    t.add_argument("--style-weight", type=number(float, 0), default=0.0,
+                   help="Gram-matrix (texture statistics) loss against the teacher's dream (default 0)")
+    t.add_argument("--style-layers", default="block2,block5,block9",
+                   help="backbone taps of the Gram loss (default block2,block5,block9)")
+    t.add_argument("--loss-margin", type=number(int, 0, 4096), default=12,
+                   help="the feature and objective terms see the teacher's pixels in this border of each crop (default 12)")
+    t.add_argument("--temporal-weight", type=number(float, 0), default=0.0,
+                   help="consistency of the output on crops shifted by a few pixels (for video; default 0)")
+    t.add_argument("--val-every", type=number(int, 1), default=10,
+                   help="every N-th pair (by index) is held out for validation (default 10)")
+    t.add_argument("--eval-every", type=number(int, 1), default=100, help="validate every N steps")
+    t.add_argument("--save-every", type=number(int, 1), default=50, help="save the checkpoint every N steps")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint at -o")
+    t.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0)
+    t.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads per process")
+    t.add_argument("--backbone", help="backbone of the feature loss (default: the embedded EfficientNet-Lite0)")
+    t.add_argument("--report", help="write a JSON report here")
+    t.set_defaults(func=run_train)
+
+    e = s.add_parser("eval", help="measure a filter against the iterative teacher on held-out photos",
+                     description="For each photo: the teacher objective reached by the filter as a fraction of the "
+                                 "iterative teacher's gain, PSNR of the filter against the teacher, time of both.")
+    e.add_argument("images", help="a folder of held-out photos (or one photo)")
+    e.add_argument("--model", help="filter (.onnx); default: the filter shipped with fastdream")
+    e.add_argument("--data", help="dataset folder whose teacher.json gives the teacher (default: the model's metadata)")
+    e.add_argument("--size", type=number(int, 16, 8192), default=320,
+                   help="photos are resized to this long side first (default 320)")
+    e.add_argument("--save", help="folder for input/teacher/filter pictures (optional)")
+    e.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads for the teacher")
+    e.add_argument("--report", help="write a JSON report here")
+    e.set_defaults(func=run_eval)
+    return p
+
+
+def _threads(args):
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _check_report(path):
+    if path and str(path) != "-":
+        rp = pathlib.Path(path)
+        if not rp.parent.is_dir():
+            raise InputError(f"{rp}: the folder {rp.parent} does not exist")
+
+
+def run_dataset(args) -> int:
+    from fastdream.cli.common import dream_setup
+    from fastdream.convert import resolve_device
+    from fastdream.distill.dataset import CropRecipe, dream_teacher, list_photos, parse_shard, render_dataset
+    from fastdream.report import peak_rss_mb, write_report
+
+    _threads(args)
+    _check_report(args.report)
+    list_photos(args.images)  # fail early on an empty folder
+    shard = parse_shard(args.shard)
+    if args.min_fraction > args.max_fraction:
+        raise FastdreamError(f"--min-fraction {args.min_fraction} is above --max-fraction {args.max_fraction}")
+    recipe = CropRecipe(size=args.size, min_fraction=args.min_fraction, max_fraction=args.max_fraction,
+                        flip=not args.no_flip, color_jitter=args.color_jitter, seed=args.seed)
+    device = resolve_device(args.device)
+    backbone, objective, cfg, params = dream_setup(args, (args.size, args.size), device)
+    params = {k: v for k, v in params.items() if k != "seed"}
+    params["seed"] = args.seed
+    named = args.layer or args.channel or args.neuron or args.classes or args.guide
+    if params.get("preset") is None and not named:
+        from fastdream.presets import DEFAULT_PRESET
+
+        params["preset"] = DEFAULT_PRESET
+    from fastdream.api import make_config
+
+    # the objective as strings, so that `distill eval` can rebuild the teacher at any picture size
+    params["objective_spec"] = {"layers": list(args.layer) if named else make_config(args.preset)[1],
+                                "channels": list(args.channel), "neurons": list(args.neuron),
+                                "classes": list(args.classes), "guide": list(args.guide)}
+    teacher = dream_teacher(backbone, objective, cfg, max_size=args.max_size)
+    with Timer() as t, progress_bar(1, "pairs") as update:
+        res = render_dataset(args.images, args.output, args.count, teacher, params, recipe, resume=args.resume,
+                             shard=shard, progress=update)
+    if args.report:
+        write_report(args.report, {"output": args.output, "count": args.count, "shard": list(shard), **res,
+                                   "seconds": round(t.seconds, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+                                   "teacher": params, "crop": recipe.__dict__})
+    return 0
+
+
+def run_train(args) -> int:
+    from fastdream.distill.train import TrainConfig, train
+
+    _threads(args)
+    _check_report(args.report)
+    cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, width=args.width,
+                      blocks=args.blocks, pixel_weight=args.pixel_weight, feature_weight=args.feature_weight,
+                      objective_weight=args.objective_weight, loss_margin=args.loss_margin,
+                      style_weight=args.style_weight,
+                      style_layers=[s for s in args.style_layers.split(",") if s.strip()],
+                      feature_layers=[s for s in args.feature_layers.split(",") if s.strip()],
+                      temporal_weight=args.temporal_weight, val_every=args.val_every, eval_every=args.eval_every,
+                      save_every=args.save_every, seed=args.seed)
+    res = train(args.data, args.output, cfg, resume=args.resume, backbone=args.backbone, progress=True)
+    if args.report and res.get("rank", 0) == 0:
+        from fastdream.report import write_report
+
+        write_report(args.report, res)
+    return 0
+
+
+def run_eval(args) -> int:
+    from fastdream.distill.evaluate import evaluate_filter
+    from fastdream.report import write_report
+
+    _threads(args)
+    _check_report(args.report)
+    res = evaluate_filter(args.images, model=args.model, data=args.data, size=args.size, save=args.save,
+                          progress=True)
+    for r in res["pictures"]:
+        print(f"{r['name']}: gain fraction {r['gain_fraction']:.3f}, PSNR {r['psnr_db']:.2f} dB, "
+              f"teacher {r['teacher_seconds']:.2f} s, filter {1000 * r['filter_seconds']:.1f} ms")
+    s = res["summary"]
+    print(f"mean: gain fraction {s['gain_fraction']:.3f}, PSNR {s['psnr_db']:.2f} dB, "
+          f"speed-up {s['speedup']:.0f}x")
+    if args.report:
+        write_report(args.report, res)
+    return 0

@@ -1,0 +1,279 @@
+"""Distilled filters: generator shapes, dataset determinism/resume/shards, training resume, torchrun,
+ONNX export checked by ONNX Runtime. Tiny pictures, tiny nets, few steps; the teacher in the dataset
+tests is a stand-in (a fixed colour/contrast transform), the real one is exercised by `distill eval`."""
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastdream.distill.dataset import CropRecipe, list_pairs, load_pair, render_dataset
+from fastdream.distill.generator import DreamGenerator, GeneratorConfig
+from fastdream.distill.train import TrainConfig, read_checkpoint, save_checkpoint, train
+from fastdream.errors import FastdreamError, InputError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def stand_in_teacher(x, index):
+    """A deterministic 'dream': contrast up, colours rotated, a little per-index brightness."""
+    y = (x - 0.5) * 1.6 + 0.5
+    y = y[:, [1, 2, 0]] * 0.7 + y * 0.3 + 0.01 * (index % 3)
+    return y.clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(7)
+    Image.fromarray(rng.integers(0, 255, (40, 52, 3), dtype=np.uint8), "RGB").save(d / "a.png")
+    Image.fromarray(rng.integers(0, 255, (37, 45), dtype=np.uint8), "L").save(d / "b_gray.png")
+    Image.fromarray(rng.integers(0, 255, (33, 30, 4), dtype=np.uint8), "RGBA").save(d / "c_alpha.png")
+    (d / "notes.txt").write_text("not a picture")
+    return d
+
+
+def render(photos, out, count=6, **kw):
+    params = {"preset": "stand-in", "objective_spec": {"layers": ["block9"]}}
+    return render_dataset(photos, out, count, stand_in_teacher, params, CropRecipe(size=24, seed=3), **kw)
+
+
+@pytest.fixture(scope="module")
+def pairs(photos, tmp_path_factory):
+    d = tmp_path_factory.mktemp("pairs") / "data"
+    render(photos, d, count=12)
+    return d
+
+
+# -- generator ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("h,w", [(1, 1), (7, 13), (33, 50), (64, 64), (17, 8)])
+def test_generator_shapes_odd_sizes(h, w, gen):
+    g = DreamGenerator(GeneratorConfig(width=4, blocks=1))
+    with torch.no_grad():
+        for p in g.parameters():
+            p.normal_(0, 0.2, generator=gen)
+        x = torch.rand(2, 3, h, w, generator=gen)
+        y = g(x)
+    assert y.shape == x.shape
+    assert float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_generator_starts_as_identity(gen):
+    x = torch.rand(1, 3, 21, 30, generator=gen)
+    with torch.no_grad():
+        assert torch.equal(DreamGenerator(GeneratorConfig(width=4, blocks=1))(x), x)
+
+
+def test_generator_config_validated():
+    with pytest.raises(FastdreamError):
+        DreamGenerator(GeneratorConfig(width=2))
+
+
+# -- dataset --------------------------------------------------------------------------------------
+
+def _bytes(folder):
+    return {i: p.read_bytes() for i, p in list_pairs(folder).items()}
+
+
+def test_dataset_deterministic_and_teacher_saved(photos, pairs, tmp_path):
+    render(photos, tmp_path / "again", count=12)
+    assert _bytes(pairs) == _bytes(tmp_path / "again")
+    meta = json.loads((pairs / "teacher.json").read_text())
+    assert meta["teacher"]["preset"] == "stand-in" and meta["crop"]["size"] == 24
+    assert [p["name"] for p in meta["photos"]] == ["a.png", "b_gray.png", "c_alpha.png"]
+    x, y = load_pair(list_pairs(pairs)[0])
+    assert x.shape == y.shape == (3, 24, 24)
+    want = stand_in_teacher(x[None].float() / 255, 0).mul(255).round().to(torch.uint8)[0]
+    assert torch.equal(y, want)
+
+
+def test_dataset_resume(photos, pairs, tmp_path):
+    d = tmp_path / "data"
+    render(photos, d, count=12)
+    for i in (3, 7):
+        (d / f"pair_{i:06d}.png").unlink()
+    with pytest.raises(InputError, match="--resume"):
+        render(photos, d, count=12)
+    res = render(photos, d, count=12, resume=True)
+    assert res["rendered"] == 2 and res["skipped"] == 10
+    assert _bytes(d) == _bytes(pairs)
+    assert not [f for f in d.iterdir() if f.name.startswith(".")]  # no temporary files left
+
+
+def test_dataset_resume_refuses_other_settings(photos, pairs, tmp_path):
+    d = tmp_path / "data"
+    render(photos, d, count=2)
+    with pytest.raises(InputError, match="other teacher"):
+        render_dataset(photos, d, 2, stand_in_teacher, {"preset": "other"}, CropRecipe(size=24, seed=3), resume=True)
+
+
+def test_dataset_shards_disjoint_and_complete(photos, pairs, tmp_path):
+    parts = []
+    for k in range(3):
+        d = tmp_path / f"shard{k}"
+        render(photos, d, count=12, shard=f"{k}/3")
+        parts.append(_bytes(d))
+    keys = [set(p) for p in parts]
+    assert all(not (keys[a] & keys[b]) for a in range(3) for b in range(a + 1, 3))
+    union = {i: b for p in parts for i, b in p.items()}
+    assert union == _bytes(pairs)
+    assert all(i % 3 == k for k, p in enumerate(parts) for i in p)
+
+
+def test_dataset_bad_inputs(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no pictures"):
+        render(tmp_path / "empty", tmp_path / "out")
+    with pytest.raises(FastdreamError, match="shard"):
+        render(REPO / "examples", tmp_path / "out", shard="3/3")
+    assert not (tmp_path / "out").exists()
+
+
+# -- training -------------------------------------------------------------------------------------
+
+TINY = dict(steps=4, batch=2, crop=16, loss_margin=0, width=4, blocks=1, feature_weight=0.0, eval_every=2, save_every=1,
+            val_every=4, seed=5)
+
+
+def _weights(path):
+    return read_checkpoint(path)["model"]
+
+
+def test_train_resume_continues_identically(pairs, tmp_path):
+    full = tmp_path / "full.pt"
+    train(pairs, full, TrainConfig(**TINY))
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_2(done, total):
+        if done == 2:
+            raise Stop
+
+    part = tmp_path / "part.pt"
+    with pytest.raises(Stop):
+        train(pairs, part, TrainConfig(**TINY), progress=stop_at_2)
+    assert read_checkpoint(part)["step"] == 2
+    res = train(pairs, part, TrainConfig(**TINY), resume=True)
+    assert res["start_step"] == 2
+    a, b = _weights(full), _weights(part)
+    assert a.keys() == b.keys()
+    for k in a:  # same batches, same optimizer state, same learning rates: the same numbers
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_train_with_feature_and_temporal_loss(pairs, tmp_path):
+    res = train(pairs, tmp_path / "f.pt", TrainConfig(**{**TINY, "steps": 1, "crop": 16, "feature_weight": 0.1,
+                                                         "feature_layers": ["block2"], "temporal_weight": 0.5,
+                                                         "style_weight": 1.0, "style_layers": ["block1"],
+                                                         "objective_weight": 0.5,
+                                                         "temporal_shift": 4}))
+    assert set(res["last_losses"]) >= {"pixel", "feature", "style", "objective", "temporal"}
+    assert res["val_pairs"] == 3 and np.isfinite(res["val_psnr_db"])
+
+
+def test_train_refuses_existing_and_foreign_checkpoints(pairs, tmp_path):
+    out = tmp_path / "x.pt"
+    train(pairs, out, TrainConfig(**{**TINY, "steps": 1}))
+    with pytest.raises(InputError, match="--resume"):
+        train(pairs, out, TrainConfig(**TINY))
+    with pytest.raises(InputError, match="generator"):
+        train(pairs, out, TrainConfig(**{**TINY, "width": 8}), resume=True)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "fastdream-distill-checkpoint-v1", "arch": "unet-v9", "model": {}}, other)
+    with pytest.raises(InputError, match="architecture"):
+        read_checkpoint(other)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a fastdream filter checkpoint"):
+        read_checkpoint(junk)
+
+
+def test_torchrun_two_processes_gloo(pairs, tmp_path):
+    out, rep = tmp_path / "ddp.pt", tmp_path / "ddp.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "fastdream.cli.main", "distill", "train", str(pairs), "-o", str(out), "--steps", "2", "--batch", "1",
+           "--crop", "16", "--loss-margin", "0", "--width", "4", "--blocks", "1", "--feature-weight", "0", "--threads", "1",
+           "--val-every", "4", "--report", str(rep)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(rep.read_text())
+    assert report["world_size"] == 2 and report["rank"] == 0 and report["steps"] == 2
+    assert read_checkpoint(out)["step"] == 2
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+def _random_checkpoint(path, gen):
+    g = DreamGenerator(GeneratorConfig(width=4, blocks=2))
+    with torch.no_grad():
+        for p in g.parameters():
+            p.normal_(0, 0.3, generator=gen)
+    opt = torch.optim.Adam(g.parameters())
+    save_checkpoint(path, g, opt, 7, TrainConfig(width=4, blocks=2), {"preset": "classic"},
+                    [{"step": 7, "val_psnr_db": 21.5}])
+    return g.eval()
+
+
+def test_export_runs_in_onnxruntime_at_another_size(tmp_path, gen):
+    pytest.importorskip("onnxruntime")  # a missing package skips; an export error fails
+    import onnx
+    import onnxruntime as ort
+
+    from fastdream.distill.export import check_against_torch, export_onnx
+
+    g = _random_checkpoint(tmp_path / "g.pt", gen)
+    res = export_onnx(tmp_path / "g.pt", tmp_path / "g.onnx", example_size=(32, 48))
+    assert res["max_abs_error"] <= 1e-4
+    onnx.checker.check_model(onnx.load(tmp_path / "g.onnx"))
+    # another size, another batch, independently of the exporter's own check
+    sess = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
+    for (n, h, w) in [(1, 41, 67), (3, 9, 130), (1, 1, 1)]:
+        x = torch.rand(n, 3, h, w, generator=gen)
+        got = sess.run(["dream"], {"image": x.numpy()})[0]
+        with torch.no_grad():
+            want = g(x).numpy()
+        assert got.shape == (n, 3, h, w)
+        assert np.abs(got - want).max() <= 1e-4  # see ORT_TOLERANCE in fastdream.distill.export
+        assert np.abs(want - x.numpy()).max() > 1e-2  # a random net really changes the picture
+    err, _ = check_against_torch(tmp_path / "g.onnx", g, (23, 31))
+    assert err <= 1e-4
+
+
+def test_export_metadata(tmp_path, gen):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    from fastdream.distill.export import export_onnx
+
+    _random_checkpoint(tmp_path / "g.pt", gen)
+    export_onnx(tmp_path / "g.pt", tmp_path / "g.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert meta["fastdream.format"] == "fastdream-filter-v1"
+    assert json.loads(meta["fastdream.teacher"]) == {"preset": "classic"}
+    training = json.loads(meta["fastdream.training"])
+    assert training["steps"] == 7 and training["val_psnr_db"] == 21.5 and training["params"] > 0
+    assert "[0, 1]" in meta["fastdream.input"] and "[0, 1]" in meta["fastdream.output"]
+    i = sess.get_inputs()[0]
+    assert i.name == "image" and i.shape[1] == 3 and all(isinstance(d, str) for d in (i.shape[0], i.shape[2], i.shape[3]))
+
+
+def test_export_refuses_bad_checkpoints(tmp_path):
+    from fastdream.distill.export import export_onnx
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": "fastdream-distill-checkpoint-v1", "arch": "fastdream-dreamnet-v1",
+                "generator": json.dumps({"width": 4, "blocks": 1}), "model": {"enc1.weight": torch.zeros(1)}}, bad)
+    with pytest.raises(InputError, match="do not fit"):
+        export_onnx(bad, tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]
