@@ -76,6 +76,7 @@ def onnx_not_a_filter(d):
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])
     g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "not_a_filter", [x], [y])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8  # loadable by older ONNX Runtime builds too: the model must load, and then be refused
     p = pathlib.Path(d) / "identity.onnx"
     onnx.save(m, str(p))
     return p

@@ -334,9 +334,9 @@ VIDEO = [
     bad("out-unknown-ext", lambda c, out: [c.clip, "-o", out, *VFAST], "cannot write", out="v.xyz"),
     bad("out-missing-folder", lambda c, out: [c.clip, "-o", out.parent / "no" / "v.mp4", *VFAST], "does not exist",
         out="v.mp4"),
-    bad("filter-not-a-filter", lambda c, out: [c.clip, "-o", out, "--filter", c.onnx_not_a_filter], "filter",
+    bad("filter-not-a-filter", lambda c, out: [c.clip, "-o", out, "--filter", c.onnx_not_a_filter], "",
         out="v.mp4"),
-    bad("filter-garbage", lambda c, out: [c.clip, "-o", out, "--filter", c.garbage_onnx], "filter", out="v.mp4"),
+    bad("filter-garbage", lambda c, out: [c.clip, "-o", out, "--filter", c.garbage_onnx], "ONNX", out="v.mp4"),
     bad("filter-missing", lambda c, out: [c.clip, "-o", out, "--filter", c.root / "no.onnx"], "no such filter",
         out="v.mp4"),
     ok("resume-without-work-starts-afresh", lambda c, out: [c.clip, "-o", out, "--resume", *VFAST], out="v.mp4",
@@ -437,6 +437,44 @@ FINETUNE = [
     bad("out-picture-ext", lambda c, out: [c.class_folder, "-o", out, *FT_FAST], "", out="ft.png"),
 ]
 
+DS_FAST = ["--count", "2", "--size", "32", *FAST]
+DISTILL = [
+    bad("dataset-missing-images", lambda c, out: ["dataset", c.root / "none", "-o", out, *DS_FAST], "", out="ds"),
+    bad("dataset-zero-byte-photo", lambda c, out: ["dataset", c.zero_byte, "-o", out, *DS_FAST], "", out="ds"),
+    bad("dataset-bomb", lambda c, out: ["dataset", c.bomb_png, "-o", out, *DS_FAST], "", out="ds"),
+    bad("dataset-no-pictures", lambda c, out: ["dataset", _subfolder(c), "-o", out, *DS_FAST], "", out="ds"),
+    bad("dataset-count-zero", lambda c, out: ["dataset", c.small, "-o", out, "--count", "0"], "--count", out="ds"),
+    bad("dataset-unknown-layer", lambda c, out: ["dataset", c.small, "-o", out, *DS_FAST, "--layer", "blok9"],
+        "block9", out="ds"),
+    bad("dataset-out-missing-folder", lambda c, out: ["dataset", c.small, "-o", out.parent / "no" / "ds",
+                                                      *DS_FAST], "", out="ds"),
+    bad("train-missing-data", lambda c, out: ["train", c.root / "none", "-o", out, "--steps", "1"], "", out="g.pt"),
+    bad("train-not-a-dataset", lambda c, out: ["train", _subfolder(c), "-o", out, "--steps", "1"], "", out="g.pt"),
+    bad("train-steps-not-a-number", lambda c, out: ["train", _subfolder(c), "-o", out, "--steps", "x"], "--steps",
+        out="g.pt"),
+]
+
+EXPORT = [
+    bad("corrupt-checkpoint", lambda c, out: [c.corrupt_checkpoint, "-o", out], "", out="f.onnx"),
+    bad("text-checkpoint", lambda c, out: [c.text_as_checkpoint, "-o", out], "", out="f.onnx"),
+    bad("backbone-checkpoint", lambda c, out: [c.wrong_checkpoint, "-o", out], "", out="f.onnx"),
+    bad("missing-checkpoint", lambda c, out: [c.missing, "-o", out], "", out="f.onnx"),
+]
+
+FILTER = [
+    ok("shipped-filter", lambda c, out: [c.small, "-o", out], size=(64, 48)),
+    ok("rgba-jpg", lambda c, out: [c.rgba_png, "-o", out], size=(64, 48), out="f.jpg"),
+    bad("model-not-a-filter", lambda c, out: [c.small, "-o", out, "--model", c.onnx_not_a_filter], ""),
+    bad("model-garbage", lambda c, out: [c.small, "-o", out, "--model", c.garbage_onnx], ""),
+    bad("model-missing", lambda c, out: [c.small, "-o", out, "--model", c.root / "no.onnx"], ""),
+    bad("zero-byte", lambda c, out: [c.zero_byte, "-o", out], "empty file"),
+    bad("bomb", lambda c, out: [c.bomb_png, "-o", out], "too large"),
+    bad("text-named-png", lambda c, out: [c.text_as_png, "-o", out], "not a picture"),
+    bad("strength-nan", lambda c, out: [c.small, "-o", out, "--strength", "nan"], "--strength"),
+    bad("out-unknown-ext", lambda c, out: [c.small, "-o", out], "cannot write", out="f.xyz"),
+    bad("out-missing-folder", lambda c, out: [c.small, "-o", out.parent / "no" / "f.png"], "does not exist"),
+]
+
 BENCH = [
     bad("repeats-zero", lambda c, out: ["--repeats", "0"], "repeats", out="-"),
     bad("repeats-not-a-number", lambda c, out: ["--repeats", "x"], "invalid", out="-"),
@@ -459,6 +497,9 @@ ALL = [
     *(c.param("visualize") for c in VISUALIZE),
     *(c.param("invert") for c in INVERT),
     *(c.param("finetune") for c in FINETUNE),
+    *(c.param("distill") for c in DISTILL),
+    *(c.param("export") for c in EXPORT),
+    *(c.param("filter") for c in FILTER),
     *(c.param("bench") for c in BENCH),
     *(c.param("") for c in TOP),
 ]
