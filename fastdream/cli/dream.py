@@ -5,7 +5,7 @@ import argparse
 import pathlib
 import time
 
-from fastdream.cli.common import Timer, add_dream_options, dream_setup, progress_bar
+from fastdream.cli.common import Timer, add_dream_options, dream_setup, number, progress_bar
 from fastdream.errors import FastdreamError, InputError
 
 
@@ -20,7 +20,7 @@ def add_parser(sub):
     p.add_argument("input", help="a picture, or a folder of pictures")
     p.add_argument("-o", "--output", required=True, help="output picture (.png .jpg .webp .tif .bmp) or folder")
     p.add_argument("--report", help="write a JSON report here")
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    p.add_argument("--quality", type=number(int, 1, 100), default=95, help="JPEG/WebP quality (default 95)")
     add_dream_options(p, describe())
     p.set_defaults(func=run)
     return p

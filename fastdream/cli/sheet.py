@@ -51,7 +51,7 @@ def run(args) -> int:
     from fastdream.convert import resolve_device
     from fastdream.engine.objectives import Channel, Layer
     from fastdream.errors import suggest
-    from fastdream.imageio import atomic_write, check_output_path, load_image, tensor_to_pil
+    from fastdream.imageio import WRITERS, atomic_write, check_output_path, load_image, tensor_to_pil
     from fastdream.report import peak_rss_mb, write_report
 
     t0 = time.perf_counter()
@@ -100,7 +100,7 @@ def run(args) -> int:
     for i, im in enumerate(images):
         r, c = divmod(i, cols)
         sheet.paste(im, (gap + c * (cw + gap), gap + r * (ch + gap)))
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(out.suffix.lower(), "PNG")
+    fmt = WRITERS[out.suffix.lower()]  # check_output_path accepted it, so a writer knows it
     atomic_write(out, lambda tmp: sheet.save(tmp, format=fmt))
     if args.report:
         write_report(args.report, {"input": str(args.input), "output": str(out), "tiles": [t[0] for t in tiles],
