@@ -134,7 +134,10 @@ def load_image(path) -> tuple[torch.Tensor, ImageMeta]:
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA") if img.mode != "LA" else img
             meta.alpha = np.asarray(rgba.getchannel("A"), dtype=np.uint8).copy()
-        u8 = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8))
+        a = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        with warnings.catch_warnings():  # read-only view: only read, then copied by .contiguous()
+            warnings.simplefilter("ignore", UserWarning)
+            u8 = torch.from_numpy(a)
         t = u8.permute(2, 0, 1).contiguous().unsqueeze(0).float().div_(255.0)
         return t, meta
     rgb, alpha = _to_rgb_float(img)
