@@ -25,7 +25,7 @@ from torch import nn
 
 # Square root of the RGB covariance of photos, U * sqrt(S) from the SVD C = U S U^T, columns ordered by
 # decreasing variance (luminance first, then blue-orange and green-magenta opponents). Computed once by
-# ``color_sqrt_from_images`` on the project's example photos (/work/shared/images: astronaut.png,
+# ``color_sqrt_from_images`` on the project's example photos (scikit-image data photos: astronaut.png,
 # chelsea.png, hubble_deep_field.jpg, motorcycle_right.png from scikit-image's data folder; every photo
 # weighted equally, pixels in [0, 1]) and each column's sign fixed so its first (red) entry is positive. It is close to
 # the ImageNet matrix published with Lucid ([[.26, .09, .02], [.27, 0, -.05], [.27, -.09, .03]]).
