@@ -124,33 +124,43 @@ def build_objective(backbone, size, layers=(), channels=(), neurons=(), classes=
     return total
 
 
-def guide_objective(backbone, guides, layers, similarity="dot", pixel_weight=0.0, device="cpu", size=None):
-    """Guided dreaming towards one or several guide pictures ``["path[*weight]", ...]``."""
+def guide_features_objective(backbone, img, layers, similarity="dot", weight=1.0, region=None, size=None,
+                             pixel_weight=0.0):
+    """Guided dreaming towards one guide picture ``img`` ``[1, 3, H, W]`` (already loaded): its features
+    at ``layers`` (seen with the long side at most 512 pixels), each a ``Guide`` term of ``weight``."""
     from fastdream.engine.objectives import Guide, PixelGuide
-    from fastdream.imageio import load_image
 
+    h, w0 = img.shape[-2:]
+    scale = min(1.0, 512 / max(h, w0))
+    if scale < 1.0:
+        img = torch.nn.functional.interpolate(img, size=(max(1, round(h * scale)), max(1, round(w0 * scale))),
+                                              mode="bilinear", antialias=True, align_corners=False)
+    for layer in layers:
+        _check_layer(backbone, layer, "--guide-layer")
+    with torch.no_grad():
+        acts = backbone.forward_taps(img, list(layers))
     terms = []
-    for g in guides:
-        path, w, region = split_weight_region(g, "--guide")
-        img, _ = load_image(path)
-        img = img.to(device)
-        # the guide's features at a size comparable to the dream's (longest side <= 512)
-        h, w0 = img.shape[-2:]
-        scale = min(1.0, 512 / max(h, w0))
-        if scale < 1.0:
-            img = torch.nn.functional.interpolate(img, size=(max(1, round(h * scale)), max(1, round(w0 * scale))),
-                                                  mode="bilinear", antialias=True, align_corners=False)
-        with torch.no_grad():
-            acts = backbone.forward_taps(img, list(layers))
-        for layer in layers:
-            _check_layer(backbone, layer, "--guide-layer")
-            obj = Guide(layer, acts[layer], similarity)
-            if region is not None:
-                obj = obj.restrict(**parse_region(region, size, "--guide"))
-            terms.append(obj * w)
-        if pixel_weight:
-            terms.append(PixelGuide(img) * (pixel_weight * w))
+    for layer in layers:
+        obj = Guide(layer, acts[layer], similarity)
+        if region is not None:
+            obj = obj.restrict(**parse_region(region, size, "--guide"))
+        terms.append(obj * weight if weight != 1.0 else obj)
+    if pixel_weight:
+        terms.append(PixelGuide(img) * (pixel_weight * weight))
     total = terms[0]
     for t in terms[1:]:
         total = total + t
+    return total
+
+
+def guide_objective(backbone, guides, layers, similarity="dot", pixel_weight=0.0, device="cpu", size=None):
+    """Guided dreaming towards one or several guide pictures ``["path[*weight][@region]", ...]``."""
+    from fastdream.imageio import load_image
+
+    total = None
+    for g in guides:
+        path, w, region = split_weight_region(g, "--guide")
+        img, _ = load_image(path)
+        obj = guide_features_objective(backbone, img.to(device), layers, similarity, w, region, size, pixel_weight)
+        total = obj if total is None else total + obj
     return total

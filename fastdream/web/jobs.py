@@ -281,7 +281,11 @@ class JobQueue:
         check()
         objective = build_objective(backbone, (H, W), layers=req.layers, classes=req.classes)
         if req.guide is not None:
-            g = _guide_objective(backbone, req.guide.to(self.device), req.guide_layers, req.guide_spec, (H, W))
+            from fastdream.engine.spec import guide_features_objective, split_weight_region
+
+            _, gw, gregion = split_weight_region("guide" + req.guide_spec, "guide")
+            g = guide_features_objective(backbone, req.guide.to(self.device), req.guide_layers, "dot", gw, gregion,
+                                         (H, W))
             objective = g if objective is None else objective + g
         if objective is None:
             objective = build_objective(backbone, (H, W), layers=preset_layers)
@@ -322,26 +326,3 @@ class JobQueue:
             "params": params,
         }
         return buf.getvalue(), report
-
-
-def _guide_objective(backbone, img: torch.Tensor, layers, spec: str, size):
-    """Guide objective from an in-memory guide picture (engine.spec.guide_objective reads a path)."""
-    from fastdream.engine.objectives import Guide
-    from fastdream.engine.spec import parse_region, split_weight_region
-
-    _, weight, region = split_weight_region("guide" + spec, "guide")
-    h, w = img.shape[-2:]
-    scale = min(1.0, 512 / max(h, w))
-    if scale < 1.0:
-        img = torch.nn.functional.interpolate(img, size=(max(1, round(h * scale)), max(1, round(w * scale))),
-                                              mode="bilinear", antialias=True, align_corners=False)
-    with torch.no_grad():
-        acts = backbone.forward_taps(img, list(layers))
-    total = None
-    for layer in layers:
-        obj = Guide(layer, acts[layer], "dot")
-        if region is not None:
-            obj = obj.restrict(**parse_region(region, size, "guide"))
-        obj = obj * weight if weight != 1.0 else obj
-        total = obj if total is None else total + obj
-    return total
