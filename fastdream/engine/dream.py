@@ -35,7 +35,7 @@ class DreamConfig:
     upper: float | tuple[float, ...] = 1.0
     tile: int | None = None           # tile size; None = automatic (tiles only above max_tile_pixels)
     tile_overlap: int = 64
-    max_tile_pixels: int = 1280 * 1280  # pictures larger than this are dreamed tile by tile
+    max_tile_pixels: int = 1024 * 1024  # pictures larger than this are dreamed tile by tile (memory)
     min_octave_size: int = 48         # the smallest octave keeps at least this many pixels per side
     init: str = "image"               # image | noise
     seed: int | None = 0
