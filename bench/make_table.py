@@ -19,7 +19,9 @@ END = "<!-- /perf-table -->"
 def machine(md: dict) -> str:
     gpu = md.get("gpu")
     cpu = md.get("cpu", "?")
-    return f"{gpu} ({cpu})" if gpu else f"{cpu}, {md.get('torch_threads', '?')} threads"
+    load = md.get("load_average")
+    busy = f", load average {load[0]:.1f} (machine shared with other jobs)" if load else ""
+    return (f"{gpu} ({cpu})" if gpu else f"{cpu}, {md.get('torch_threads', '?')} threads") + busy
 
 
 def tables() -> str:
