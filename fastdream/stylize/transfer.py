@@ -39,7 +39,7 @@ DEFAULT_CONTENT_LAYER = "block10"
 
 OPTIMIZERS = ("lbfgs", "adam")
 # the automatic schedule's fewest evaluations at the output scale (when there are several scales)
-FINAL_ITERS = 24
+FINAL_ITERS = 30
 PRESERVE = ("luminance", "histogram")
 
 
@@ -67,6 +67,8 @@ class StyleConfig:
     max_tile_pixels: int = 1024 * 1024  # pictures above this many pixels are evaluated tile by tile
     tile: int | None = None           # tile size (default: from max_tile_pixels)
     tile_halo: int = 64               # context pixels around each tile
+    pyramid: int = 8                  # L-BFGS over up to this many pyramid levels, the coarsest >= 32 px
+    #                                   on the short side (1: plain pixels)
 
     def validate(self) -> None:
         def bad(msg):
@@ -106,6 +108,8 @@ class StyleConfig:
             bad(f"tile must be >= 64 pixels, got {self.tile}")
         if self.max_tile_pixels < 64 * 64:
             bad(f"max tile pixels must be >= {64 * 64}, got {self.max_tile_pixels}")
+        if not isinstance(self.pyramid, int) or not 1 <= self.pyramid <= 8:
+            bad(f"pyramid levels must be 1..8, got {self.pyramid!r}")
         if self.tile_halo < 0:
             bad(f"tile halo must be >= 0, got {self.tile_halo}")
 
@@ -477,6 +481,8 @@ class StyleTransfer:
                 opt.step(closure)
                 with torch.no_grad():
                     x.clamp_(0, 1)
+        elif self._levels(x) > 1:
+            return self._optimize_pyramid(x.detach(), iters, targets, cfeats, progress, done, total)
         else:
             history = 20 if x.numel() <= 3 * 1024 * 1024 else 8
             opt = torch.optim.LBFGS([x], lr=1.0, max_iter=1, max_eval=2, history_size=history,
@@ -486,3 +492,55 @@ class StyleTransfer:
                 with torch.no_grad():
                     x.clamp_(0, 1)
         return x.detach(), count[0]
+
+    def _levels(self, x) -> int:
+        """Pyramid levels for L-BFGS on a picture ``x`` (1: plain pixels)."""
+        n = self.config.pyramid
+        h, w = x.shape[-2:]
+        k = 1
+        while k < n and min(h, w) / 2 ** k >= 32:
+            k += 1
+        return k
+
+    def _optimize_pyramid(self, x, iters, targets, cfeats, progress, done, total):
+        """L-BFGS on a Laplacian-pyramid parameterization: ``x = z_0 + sum_k up(z_k)`` with ``z_k`` at
+        1/2^k the size. The same loss, but broad changes move many pixels in one coordinate, so they
+        need far fewer steps on a large picture (plain pixel descent corrects low frequencies slowly)."""
+        h, w = x.shape[-2:]
+        k = self._levels(x)
+        zs = [x.clone()] + [torch.zeros((1, 3, math.ceil(h / 2 ** i), math.ceil(w / 2 ** i)), device=x.device)
+                            for i in range(1, k)]
+
+        def synth(z):
+            out = z[0]
+            for zi in z[1:]:
+                out = out + F.interpolate(zi, size=(h, w), mode="bilinear", align_corners=False)
+            return out
+
+        count = [0]
+        params = [z.requires_grad_(True) for z in zs]
+
+        def closure():
+            with torch.enable_grad():
+                z = [p.detach().requires_grad_(True) for p in params]
+                xs = synth(z)
+            loss, _, g = self.evaluate(xs.detach(), targets, cfeats, need_grad=True)
+            grads = torch.autograd.grad(xs, z, grad_outputs=g)
+            for p, gz in zip(params, grads):
+                p.grad = gz
+            count[0] += 1
+            if progress is not None:
+                progress(done + min(count[0], iters), total)
+            return torch.tensor(loss)
+
+        numel = sum(z.numel() for z in zs)
+        history = 20 if numel <= 3 * 1024 * 1024 else 8
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=1, max_eval=2, history_size=history,
+                                tolerance_grad=0.0, tolerance_change=0.0)
+        while count[0] < iters:
+            opt.step(closure)
+            with torch.no_grad():  # keep the picture in [0, 1]: the finest level takes the correction
+                xs = synth([p.detach() for p in params])
+                params[0].add_(xs.clamp(0, 1) - xs)
+        with torch.no_grad():
+            return synth([p.detach() for p in params]).clamp_(0, 1), count[0]
