@@ -85,6 +85,22 @@ def test_tiled_loss_and_gradient_match_whole(backbone, content):
     assert cos > 0.95, float(cos)
 
 
+def test_schedule_output_scale_gets_real_work(backbone):
+    from fastdream.stylize.transfer import FINAL_ITERS
+
+    def plan(**kw):
+        return [(max(size), its) for size, its in StyleTransfer(backbone, StyleConfig(**kw)).schedule(324, 480)]
+
+    # coarse scales a quarter of the evaluations each; the output scale at least FINAL_ITERS (an upsampled
+    # result must be re-optimized there: at 2 evaluations the 2048-px loss ratio was 0.82)
+    assert FINAL_ITERS == 30
+    assert plan(size=2048) == [(256, 120), (512, 30), (1024, 8), (2048, 30)]
+    assert plan(size=2048, iters=40) == [(256, 40), (512, 10), (1024, 5), (2048, 30)]
+    assert plan(size=2048, iters=3) == [(256, 3), (512, 3), (1024, 3), (2048, 3)]   # never more than asked
+    assert plan(size=2048, iters=(40, 10, 4, 2)) == [(256, 40), (512, 10), (1024, 4), (2048, 2)]  # explicit wins
+    assert plan(size=128, scales=1, iters=40) == [(128, 40)]
+
+
 def test_style_loss_falls_90_percent(backbone):
     from fastdream.imageio import load_image
 

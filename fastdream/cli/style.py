@@ -32,7 +32,7 @@ from fastdream.cli.common import number_list as _weights  # noqa: E402  (non-neg
 
 
 def add_parser(sub):
-    from fastdream.stylize.transfer import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, StyleConfig
+    from fastdream.stylize.transfer import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, FINAL_ITERS, StyleConfig
 
     d = StyleConfig()
     p = sub.add_parser("style", help="neural style transfer (Gatys et al.)", description=(
@@ -61,7 +61,11 @@ def add_parser(sub):
     o = p.add_argument_group("optimization")
     o.add_argument("--optimizer", choices=["lbfgs", "adam"], default=d.optimizer)
     o.add_argument("--iters", type=_iters, default=d.iters, metavar="N[,N..]",
-                   help=f"evaluations at the coarsest scale (finer scales get a quarter per scale), or one per scale (default {d.iters})")
+                   help=f"evaluations at the coarsest scale (finer scales get a quarter per scale, the output scale at "
+                        f"least {FINAL_ITERS}), or one per scale (default {d.iters})")
+    o.add_argument("--pyramid", type=number(int, 1, 8), default=d.pyramid,
+                   help=f"L-BFGS over up to this many pyramid levels, the coarsest at least 32 px (1: plain pixels; "
+                        f"default {d.pyramid})")
     o.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=d.lr, help="Adam's step size")
     o.add_argument("--init", default="content", metavar="content|noise|PATH", help="starting picture (default content)")
     o.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0)
@@ -119,7 +123,7 @@ def run(args) -> int:
                       iters=args.iters, lr=args.lr, size=args.size, scales=args.scales,
                       style_scale=args.style_scale, preserve_color=args.preserve_color,
                       init="noise" if args.init == "noise" else "content", seed=args.seed,
-                      max_tile_pixels=args.max_tile_pixels, tile=args.tile)
+                      max_tile_pixels=args.max_tile_pixels, tile=args.tile, pyramid=args.pyramid)
     device = resolve_device(args.device)
     backbone = get_backbone(args.backbone, device)
     engine = StyleTransfer(backbone, cfg)           # unknown layers raise here, with suggestions

@@ -4,7 +4,8 @@ Data flow at one scale: picture ``x [1, 3, h, w]`` -> backbone taps (the style l
 layer; the forward pass stops after the deepest) -> Gram matrices ``[C, C]`` (normalized by C*h*w) and
 the content features -> loss = content_weight * content + style_weight * style + tv_weight * tv ->
 gradient -> L-BFGS (or Adam) step -> clamp to [0, 1]. The result is upsampled to the next scale and
-optimized again there (fewer iterations: it only adds detail).
+optimized again there (the coarse scales set the layout; the output scale must match the style's fine
+statistics itself, so it gets at least ``FINAL_ITERS`` evaluations).
 
 Losses (each one relative, so the weights mean the same on every layer and every backbone):
 
@@ -37,6 +38,8 @@ DEFAULT_STYLE_LAYERS = ("stem", "block2", "block4", "block7", "block10")
 DEFAULT_CONTENT_LAYER = "block10"
 
 OPTIMIZERS = ("lbfgs", "adam")
+# the automatic schedule's fewest evaluations at the output scale (when there are several scales)
+FINAL_ITERS = 30
 PRESERVE = ("luminance", "histogram")
 
 
@@ -51,7 +54,8 @@ class StyleConfig:
     style_weight: float = 100.0
     tv_weight: float = 1.0
     optimizer: str = "lbfgs"          # lbfgs | adam
-    iters: int | tuple[int, ...] = 120  # evaluations at the coarsest scale (a list: one per scale)
+    iters: int | tuple[int, ...] = 120  # evaluations at the coarsest scale (a list: one per scale); the
+    #                                     output scale gets at least min(iters, FINAL_ITERS)
     lr: float = 0.02                  # Adam's step (pixels are in [0, 1]); L-BFGS uses 1
     size: int | None = None           # long side of the output (default: the content's)
     scales: int | None = None         # number of scales, coarse to fine, x2 apart (default: automatic)
@@ -63,6 +67,8 @@ class StyleConfig:
     max_tile_pixels: int = 1024 * 1024  # pictures above this many pixels are evaluated tile by tile
     tile: int | None = None           # tile size (default: from max_tile_pixels)
     tile_halo: int = 64               # context pixels around each tile
+    pyramid: int = 8                  # L-BFGS over up to this many pyramid levels, the coarsest >= 32 px
+    #                                   on the short side (1: plain pixels)
 
     def validate(self) -> None:
         def bad(msg):
@@ -102,6 +108,8 @@ class StyleConfig:
             bad(f"tile must be >= 64 pixels, got {self.tile}")
         if self.max_tile_pixels < 64 * 64:
             bad(f"max tile pixels must be >= {64 * 64}, got {self.max_tile_pixels}")
+        if not isinstance(self.pyramid, int) or not 1 <= self.pyramid <= 8:
+            bad(f"pyramid levels must be 1..8, got {self.pyramid!r}")
         if self.tile_halo < 0:
             bad(f"tile halo must be >= 0, got {self.tile_halo}")
 
@@ -215,8 +223,14 @@ class StyleTransfer:
                                      f"({', '.join(f'{w}x{h}' for h, w in sizes)}); give one or {k}")
             its = list(cfg.iters) if len(cfg.iters) == k else [cfg.iters[0]] * k
         else:
-            # every scale gets about the same work: 4x the pixels, a quarter of the evaluations
+            # coarse scales: about the same work each (4x the pixels, a quarter of the evaluations); they
+            # set the layout. The output scale gets at least FINAL_ITERS evaluations whatever the rule gives:
+            # upsampling blurs the strokes the coarser scale painted, and on the motorcycle photo at 2048 px
+            # the upsampled 1024 result had a larger style loss than the content itself (0.78 against 0.55),
+            # so 2 evaluations there left 82% of the loss (docs/style.md, "Large pictures").
             its = [cfg.iters if i == 0 else max(min(cfg.iters, 5), round(cfg.iters / 4 ** i)) for i in range(k)]
+            if k > 1:
+                its[-1] = max(its[-1], min(cfg.iters, FINAL_ITERS))
         return list(zip(sizes, its))
 
     def _deepest(self) -> str:
@@ -467,6 +481,8 @@ class StyleTransfer:
                 opt.step(closure)
                 with torch.no_grad():
                     x.clamp_(0, 1)
+        elif self._levels(x) > 1:
+            return self._optimize_pyramid(x.detach(), iters, targets, cfeats, progress, done, total)
         else:
             history = 20 if x.numel() <= 3 * 1024 * 1024 else 8
             opt = torch.optim.LBFGS([x], lr=1.0, max_iter=1, max_eval=2, history_size=history,
@@ -476,3 +492,55 @@ class StyleTransfer:
                 with torch.no_grad():
                     x.clamp_(0, 1)
         return x.detach(), count[0]
+
+    def _levels(self, x) -> int:
+        """Pyramid levels for L-BFGS on a picture ``x`` (1: plain pixels)."""
+        n = self.config.pyramid
+        h, w = x.shape[-2:]
+        k = 1
+        while k < n and min(h, w) / 2 ** k >= 32:
+            k += 1
+        return k
+
+    def _optimize_pyramid(self, x, iters, targets, cfeats, progress, done, total):
+        """L-BFGS on a Laplacian-pyramid parameterization: ``x = z_0 + sum_k up(z_k)`` with ``z_k`` at
+        1/2^k the size. The same loss, but broad changes move many pixels in one coordinate, so they
+        need far fewer steps on a large picture (plain pixel descent corrects low frequencies slowly)."""
+        h, w = x.shape[-2:]
+        k = self._levels(x)
+        zs = [x.clone()] + [torch.zeros((1, 3, math.ceil(h / 2 ** i), math.ceil(w / 2 ** i)), device=x.device)
+                            for i in range(1, k)]
+
+        def synth(z):
+            out = z[0]
+            for zi in z[1:]:
+                out = out + F.interpolate(zi, size=(h, w), mode="bilinear", align_corners=False)
+            return out
+
+        count = [0]
+        params = [z.requires_grad_(True) for z in zs]
+
+        def closure():
+            with torch.enable_grad():
+                z = [p.detach().requires_grad_(True) for p in params]
+                xs = synth(z)
+            loss, _, g = self.evaluate(xs.detach(), targets, cfeats, need_grad=True)
+            grads = torch.autograd.grad(xs, z, grad_outputs=g)
+            for p, gz in zip(params, grads):
+                p.grad = gz
+            count[0] += 1
+            if progress is not None:
+                progress(done + min(count[0], iters), total)
+            return torch.tensor(loss)
+
+        numel = sum(z.numel() for z in zs)
+        history = 20 if numel <= 3 * 1024 * 1024 else 8
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=1, max_eval=2, history_size=history,
+                                tolerance_grad=0.0, tolerance_change=0.0)
+        while count[0] < iters:
+            opt.step(closure)
+            with torch.no_grad():  # keep the picture in [0, 1]: the finest level takes the correction
+                xs = synth([p.detach() for p in params])
+                params[0].add_(xs.clamp(0, 1) - xs)
+        with torch.no_grad():
+            return synth([p.detach() for p in params]).clamp_(0, 1), count[0]
