@@ -1,9 +1,16 @@
+import os
 import pathlib
 
 import pytest
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Tests start the CLI in subprocesses (`python -m fastdream.cli.main`, `python -c ...`) from the repository
+# root; Python would put that folder first on sys.path and import the source tree, which has no compiled
+# module after a plain `pip install .`. PYTHONSAFEPATH (Python >= 3.11) keeps them on the installed
+# package; PYTHONPATH (for a developer's in-place build) still applies.
+os.environ.setdefault("PYTHONSAFEPATH", "1")
 DATA = REPO / "tests" / "data"
 
 

@@ -552,7 +552,7 @@ def test_corpus_has_enough_cases():
 
 # -- in a fresh process: what a real terminal shows ---------------------------------------------------------
 def fd(*args):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = dict(os.environ)
     return subprocess.run([sys.executable, "-m", "fastdream.cli.main", *args], capture_output=True, cwd=REPO,
                           timeout=600, env=env)
 

@@ -198,7 +198,7 @@ def test_train_refuses_existing_and_foreign_checkpoints(pairs, tmp_path):
 
 def test_torchrun_two_processes_gloo(pairs, tmp_path):
     out, rep = tmp_path / "ddp.pt", tmp_path / "ddp.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
            "fastdream.cli.main", "distill", "train", str(pairs), "-o", str(out), "--steps", "2", "--batch", "1",
            "--crop", "16", "--loss-margin", "0", "--width", "4", "--blocks", "1", "--feature-weight", "0", "--threads", "1",

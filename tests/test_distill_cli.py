@@ -49,7 +49,8 @@ def test_shipped_filter_is_small_and_described():
     from fastdream.distill.runtime import FilterRunner
 
     r = FilterRunner()
-    assert r.is_fastdream and r.path == SHIPPED.resolve()
+    # the packaged copy (installed or in the source tree) is the repository's file
+    assert r.is_fastdream and r.path.name == SHIPPED.name and r.path.read_bytes() == SHIPPED.read_bytes()
     assert r.teacher.get("preset") == "classic"
     assert (SHIPPED.parent / "README.md").exists()
 

@@ -26,7 +26,7 @@ def cli(*args):
 
 
 def env():
-    return {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
+    return {**os.environ, "TQDM_DISABLE": "1"}  # the installed fastdream (or PYTHONPATH, as given)
 
 
 @pytest.fixture(scope="module")
