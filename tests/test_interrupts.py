@@ -138,3 +138,90 @@ def test_dream_nan_gradients_are_skipped_and_reported(tmp_path, monkeypatch, cap
     assert report["skipped_steps"] >= 1, report
     a = np.asarray(Image.open(out))
     assert a.shape == (48, 64, 3)
+
+
+# -- distill: the teacher dataset and the training, killed and resumed -----------------------------------
+
+DFLAGS = ["--count", "8", "--size", "32", "--octaves", "1", "--steps", "1", "--threads", "1"]
+TFLAGS = ["--steps", "6", "--save-every", "2", "--batch", "2", "--crop", "24"]
+
+
+def _wait_for(p, ready, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and p.poll() is None and not ready():
+        time.sleep(0.02)
+    assert p.poll() is None, "the job ended before it could be interrupted: " + p.stderr.read()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    for name in ("chelsea.jpg", "astronaut.jpg"):
+        (d / name).write_bytes((REPO / "examples" / name).read_bytes())
+    return d
+
+
+@pytest.fixture(scope="module")
+def whole_dataset(photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "pairs"
+    r = subprocess.run(cli("distill", "dataset", photos, "-o", out, *DFLAGS), capture_output=True, text=True,
+                       env=env(), timeout=600)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_distill_dataset_signal_then_resume_is_identical(sig, photos, whole_dataset, tmp_path):
+    out = tmp_path / "pairs"
+    p = subprocess.Popen(cli("distill", "dataset", photos, "-o", out, *DFLAGS), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        _wait_for(p, lambda: len(list(out.glob("pair_*.png"))) >= 3)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), err
+    assert len(list(out.glob("pair_*.png"))) < 8
+    r = subprocess.run(cli("distill", "dataset", photos, "-o", out, "--resume", *DFLAGS), capture_output=True,
+                       text=True, env=env(), timeout=600)
+    assert r.returncode == 0, r.stderr
+    names = sorted(f.name for f in whole_dataset.glob("pair_*.png"))
+    assert names == sorted(f.name for f in out.glob("pair_*.png")) and len(names) == 8
+    for n in names:
+        assert (out / n).read_bytes() == (whole_dataset / n).read_bytes(), n
+
+
+def _state(path):
+    import torch
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    sd = obj.get("model") or obj.get("state_dict") or obj
+    return {k: v for k, v in sd.items() if hasattr(v, "shape")}
+
+
+def test_distill_train_killed_then_resumed_matches_uninterrupted(whole_dataset, tmp_path):
+    import torch
+
+    ref = tmp_path / "ref.pt"
+    r = subprocess.run(cli("distill", "train", whole_dataset, "-o", ref, *TFLAGS), capture_output=True, text=True,
+                       env=env(), timeout=900)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "f.pt"
+    p = subprocess.Popen(cli("distill", "train", whole_dataset, "-o", out, *TFLAGS), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        _wait_for(p, out.exists)  # the first checkpoint (step 2) is written
+        p.send_signal(signal.SIGKILL)
+        p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    r = subprocess.run(cli("distill", "train", whole_dataset, "-o", out, "--resume", *TFLAGS), capture_output=True,
+                       text=True, env=env(), timeout=900)
+    assert r.returncode == 0, r.stderr
+    a, b = _state(ref), _state(out)
+    assert a.keys() == b.keys() and a
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
