@@ -20,7 +20,7 @@ def machine(md: dict) -> str:
     gpu = md.get("gpu")
     cpu = md.get("cpu", "?")
     load = md.get("load_average")
-    busy = f", load average {load[0]:.1f} (machine shared with other jobs)" if load else ""
+    busy = f", load average {load[0]:.1f}" if load else ""
     return (f"{gpu} ({cpu})" if gpu else f"{cpu}, {md.get('torch_threads', '?')} threads") + busy
 
 
