@@ -78,7 +78,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         runner.run_numpy(a)
         ms.append(1000 * (time.perf_counter() - t0))
-    res = {"bench": "filter", "size": args.size, "model": str(runner.path), "provider": runner.provider,
+    res = {"bench": "filter", "size": args.size, "model": runner.path.name, "provider": runner.provider,
            "threads": args.threads, "params": runner.params, "runs": args.runs,
            "ms_median": statistics.median(ms), "ms_min": min(ms), "ms_p90": float(np.percentile(ms, 90)),
            "ms_spread": statistics.pstdev(ms), "machine": {**machine(), "load_average_1min_before": load_before}}
