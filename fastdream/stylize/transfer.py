@@ -39,7 +39,7 @@ DEFAULT_CONTENT_LAYER = "block10"
 
 OPTIMIZERS = ("lbfgs", "adam")
 # the automatic schedule's fewest evaluations at the output scale (when there are several scales)
-FINAL_ITERS = 30
+FINAL_ITERS = 55
 PRESERVE = ("luminance", "histogram")
 
 
