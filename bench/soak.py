@@ -88,41 +88,26 @@ class TorchStandIn:
 
 
 def make_filter(workdir, size):
-    """The distill runtime's filter when available (exported on the spot), else the torch stand-in."""
+    """The shipped distilled filter through the ONNX Runtime wrapper when available, else a torch stand-in."""
     try:
-        from fastdream.distill import runtime  # type: ignore[attr-defined]
+        from fastdream.distill.runtime import FilterRunner
     except ImportError:
         return TorchStandIn(), "torch stand-in (fastdream.distill not in this installation)"
-    import torch
-
-    stand = TorchStandIn()
-    path = pathlib.Path(workdir) / "soak_filter.onnx"
-    W, H = size
-    torch.onnx.export(stand.net, (torch.rand(1, 3, H, W),), str(path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {2: "h", 3: "w"}, "output": {2: "h", 3: "w"}})
-    for factory in ("load_filter", "Filter", "FilterRuntime"):
-        f = getattr(runtime, factory, None)
-        if f is not None:
-            try:
-                return f(str(path)), f"fastdream.distill.runtime.{factory} (onnxruntime)"
-            except Exception as e:  # not a filter it accepts: fall back, say so
-                return stand, f"torch stand-in ({factory} refused the exported stand-in: {e})"
-    return stand, "torch stand-in (fastdream.distill.runtime has no loader)"
+    return FilterRunner(), "the shipped filter through fastdream.distill.runtime.FilterRunner (onnxruntime)"
 
 
 def _apply(filt, frame):
+    """Frames are uint8 [H, W, 3]; the filter runner takes float tensors [1, 3, H, W] in [0, 1]."""
     import numpy as np
 
-    if hasattr(filt, "run_frame"):
-        return filt.run_frame(frame)
-    out = filt(frame)
-    if not isinstance(out, np.ndarray):
-        import torch
+    if isinstance(filt, TorchStandIn):
+        return filt(frame)
+    import torch
 
-        if isinstance(out, torch.Tensor):
-            out = out.detach().cpu().numpy()
-    return out
+    x = torch.from_numpy(frame).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+    out = filt(x)
+    return out[0].mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy() if isinstance(out, torch.Tensor) \
+        else np.asarray(out)
 
 
 def soak_filter(n, size, every, workdir, log):
