@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable, Sequence
 
 import torch
@@ -13,19 +12,7 @@ from fastdream.engine.objectives import Objective
 from fastdream.errors import FastdreamError
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_backbone(spec, device: str):
-    from fastdream.backbones import load_backbone
-
-    return load_backbone(spec, device=device)
-
-
-def get_backbone(backbone=None, device="cpu"):
-    """A loaded backbone: ``None`` (the embedded EfficientNet-Lite0), a name, a checkpoint path, or an
-    already loaded ``Backbone`` (returned as is)."""
-    if backbone is not None and not isinstance(backbone, (str, bytes)) and hasattr(backbone, "forward_taps"):
-        return backbone.to(device) if hasattr(backbone, "to") else backbone
-    return _cached_backbone(None if backbone is None else str(backbone), str(device))
+from fastdream.backbones import get_backbone  # noqa: E402,F401  (re-exported: fastdream.get_backbone)
 
 
 def make_config(preset: str | None = None, **overrides) -> tuple[DreamConfig, list[str]]:

@@ -47,3 +47,24 @@ def _default(o):
     if hasattr(o, "__dict__"):
         return vars(o)
     return str(o)
+
+
+def dream_report(input_size, result, device, seconds, dream_seconds, before, after, stats, params, **extra) -> dict:
+    """The fields every dream reports (``fastdream dream --report`` and the web page's report)."""
+    W, H = input_size
+    return {
+        **extra,
+        "input_size": [int(W), int(H)],
+        "output_size": [int(result.shape[-1]), int(result.shape[-2])],
+        "device": str(device),
+        "seconds": round(seconds, 3),
+        "dream_seconds": round(dream_seconds, 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "objective_before": before,
+        "objective_after": after,
+        "objective_gain": (after / before) if before else None,
+        "steps": stats.steps_done,
+        "skipped_steps": stats.skipped_steps,
+        "octave_sizes": stats.octave_sizes,
+        "params": params,
+    }

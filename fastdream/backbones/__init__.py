@@ -13,6 +13,7 @@ from fastdream.backbones.classes import ClassNames, imagenet_class_names, imagen
 from fastdream.backbones.efficientnet_lite import EfficientNetLite
 from fastdream.backbones.loading import (
     available_backbones,
+    get_backbone,
     load_backbone,
     load_checkpoint,
     save_checkpoint,
@@ -24,6 +25,7 @@ __all__ = [
     "EfficientNetLite",
     "LOGITS",
     "available_backbones",
+    "get_backbone",
     "imagenet_class_names",
     "imagenet_classes",
     "load_backbone",

@@ -12,6 +12,8 @@ too; its architecture is recognised from the parameter shapes.
 """
 from __future__ import annotations
 
+import functools
+
 import os
 import pathlib
 import pickle
@@ -355,3 +357,23 @@ def _torchvision(name: str, *, weights, download: bool, layers, class_names, mea
         class_names = enum.meta.get("categories")
     bb = _from_module(model, layers, class_names=class_names, mean=mean, std=std, name=f"torchvision:{name}")
     return bb
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_backbone(spec, device: str, stamp=None):  # stamp: a file's (mtime, size), so a rewritten file reloads
+    return load_backbone(spec, device=device)
+
+
+def get_backbone(backbone=None, device="cpu") -> Backbone:
+    """A loaded, frozen backbone: None (the embedded EfficientNet-Lite0), a name or checkpoint path (loaded
+    once per process and device), or a ``Backbone`` (returned as is, on ``device``)."""
+    if backbone is not None and not isinstance(backbone, (str, bytes, os.PathLike)):
+        if not hasattr(backbone, "forward_taps"):
+            raise FastdreamError(f"backbone must be a name, a checkpoint path or a Backbone, got {type(backbone).__name__}")
+        return backbone.to(device)
+    spec = None if backbone is None else os.fspath(backbone)
+    stamp = None
+    if spec is not None and os.path.isfile(spec):
+        st = os.stat(spec)
+        stamp = (st.st_mtime_ns, st.st_size)
+    return _cached_backbone(spec, str(device), stamp)

@@ -1,9 +1,7 @@
 """fastdream distill dataset|train|eval: teacher pairs, training a feed-forward filter, measuring it."""
 from __future__ import annotations
 
-import argparse
 import pathlib
-import time
 
 from fastdream.cli.common import Timer, add_dream_options, number, progress_bar
 from fastdream.errors import FastdreamError, InputError

@@ -75,7 +75,7 @@ def dream_one(args, inp, out, device, desc):
     from fastdream.api import dream_tensor
     from fastdream.engine.dream import Dreamer
     from fastdream.imageio import load_image, save_image
-    from fastdream.report import peak_rss_mb
+    from fastdream.report import dream_report
 
     t0 = time.perf_counter()
     x, meta = load_image(inp)
@@ -91,20 +91,5 @@ def dream_one(args, inp, out, device, desc):
     del x
     after = evaluator.evaluate(result)
     save_image(result.cpu(), out, meta, params=params, quality=args.quality)
-    return {
-        "input": str(inp),
-        "output": str(out),
-        "input_size": [W, H],
-        "output_size": [int(result.shape[-1]), int(result.shape[-2])],
-        "device": str(device),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "dream_seconds": round(t.seconds, 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "objective_before": before,
-        "objective_after": after,
-        "objective_gain": (after / before) if before else None,
-        "steps": stats.steps_done,
-        "skipped_steps": stats.skipped_steps,
-        "octave_sizes": stats.octave_sizes,
-        "params": params,
-    }
+    return dream_report((W, H), result, device, time.perf_counter() - t0, t.seconds, before, after, stats, params,
+                        input=str(inp), output=str(out))

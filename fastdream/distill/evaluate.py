@@ -11,7 +11,6 @@ output; the teacher's objective on the input, the teacher output and the filter 
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import time
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fastdream.errors import FastdreamError, InputError
+from fastdream.errors import InputError
 
 
 def teacher_from_params(params: dict, size, backbone=None, device="cpu"):

@@ -7,36 +7,12 @@
 """
 from __future__ import annotations
 
-import functools
-import os
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from fastdream.errors import FastdreamError
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_backbone(spec, device: str, stamp=None):  # stamp: a file's (mtime, size), so a rewritten file reloads
-    from fastdream.backbones import load_backbone
-
-    return load_backbone(spec, device=device)
-
-
-def get_backbone(backbone=None, device="cpu"):
-    """A loaded, frozen backbone: None (the embedded EfficientNet-Lite0), a name or checkpoint path (loaded
-    once per process and device), or a ``Backbone`` (returned as is, on ``device``)."""
-    if backbone is not None and not isinstance(backbone, (str, bytes, os.PathLike)):
-        if not hasattr(backbone, "forward_taps"):
-            raise FastdreamError(f"backbone must be a name, a checkpoint path or a Backbone, got {type(backbone).__name__}")
-        return backbone.to(device)
-    spec = None if backbone is None else os.fspath(backbone)
-    stamp = None
-    if spec is not None and os.path.isfile(spec):
-        st = os.stat(spec)
-        stamp = (st.st_mtime_ns, st.st_size)
-    return _cached_backbone(spec, str(device), stamp)
+from fastdream.backbones import get_backbone  # noqa: E402,F401  (one cached loader for every command)
 
 
 _backbone = get_backbone

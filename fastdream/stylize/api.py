@@ -1,26 +1,12 @@
 """``fastdream.style()``: style transfer on pictures in the forms people have them."""
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Sequence
 
 from fastdream.errors import FastdreamError
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_backbone(spec, device: str):
-    from fastdream.backbones import load_backbone
-
-    return load_backbone(spec, device=device)
-
-
-def get_backbone(backbone=None, device="cpu"):
-    """A loaded backbone: ``None`` (the embedded EfficientNet-Lite0), a name, a checkpoint path, or a
-    loaded ``Backbone`` (moved to ``device``). Style transfer needs no native ops, so this avoids
-    importing the dream engine."""
-    if backbone is not None and not isinstance(backbone, (str, bytes)) and hasattr(backbone, "forward_taps"):
-        return backbone.to(device) if hasattr(backbone, "to") else backbone
-    return _cached_backbone(None if backbone is None else str(backbone), str(device))
+from fastdream.backbones import get_backbone  # noqa: E402,F401  (one cached loader for every command)
 
 
 def _styles_list(styles) -> list[tuple[Any, float]]:

@@ -249,7 +249,7 @@ class JobQueue:
         from fastdream.api import dream_tensor, get_backbone, make_config
         from fastdream.engine.dream import Dreamer
         from fastdream.engine.spec import build_objective
-        from fastdream.report import peak_rss_mb
+        from fastdream.report import dream_report
 
         req = job.request
         assert req is not None
@@ -308,21 +308,7 @@ class JobQueue:
         info = PngImagePlugin.PngInfo()
         info.add_text("fastdream", json.dumps(params, sort_keys=True, default=str))
         tensor_to_pil(result.cpu()).save(buf, format="PNG", pnginfo=info)
-        report = {
-            "input_size": [int(W), int(H)],
-            "output_size": [int(result.shape[-1]), int(result.shape[-2])],
-            "device": str(self.device),
-            "seconds": round(time.perf_counter() - t0, 3),
-            "dream_seconds": round(dream_seconds, 3),
-            "queued_seconds": round((job.started or job.created) - job.created, 3),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-            "objective_before": before,
-            "objective_after": after,
-            "objective_gain": (after / before) if before else None,
-            "steps": stats.steps_done,
-            "skipped_steps": stats.skipped_steps,
-            "octave_sizes": stats.octave_sizes,
-            "request": req.params,
-            "params": params,
-        }
+        report = dream_report((W, H), result, self.device, time.perf_counter() - t0, dream_seconds, before, after,
+                              stats, params, queued_seconds=round((job.started or job.created) - job.created, 3))
+        report["request"] = req.params
         return buf.getvalue(), report
