@@ -53,9 +53,10 @@ def pairs(photos, tmp_path_factory):
 
 # -- generator ------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("padding", ["zeros", "replicate"])
 @pytest.mark.parametrize("h,w", [(1, 1), (7, 13), (33, 50), (64, 64), (17, 8)])
-def test_generator_shapes_odd_sizes(h, w, gen):
-    g = DreamGenerator(GeneratorConfig(width=4, blocks=1))
+def test_generator_shapes_odd_sizes(h, w, padding, gen):
+    g = DreamGenerator(GeneratorConfig(width=4, blocks=1, padding=padding))
     with torch.no_grad():
         for p in g.parameters():
             p.normal_(0, 0.2, generator=gen)
@@ -74,6 +75,25 @@ def test_generator_starts_as_identity(gen):
 def test_generator_config_validated():
     with pytest.raises(FastdreamError):
         DreamGenerator(GeneratorConfig(width=2))
+    with pytest.raises(FastdreamError, match="padding"):
+        DreamGenerator(GeneratorConfig(width=4, padding="reflect"))
+
+
+def test_replicate_padding_hides_the_border(gen):
+    """With edge padding a constant picture gives a constant output (no border can be told apart);
+    with zero padding the same weights change the border pixels differently from the middle."""
+    outs = {}
+    for padding in ("replicate", "zeros"):
+        g = DreamGenerator(GeneratorConfig(width=4, blocks=2, padding=padding))
+        torch.manual_seed(3)
+        with torch.no_grad():
+            for p in g.parameters():
+                p.normal_(0, 0.2)
+            outs[padding] = g(torch.full((1, 3, 40, 56), 0.4))
+    r, z = outs["replicate"], outs["zeros"]
+    assert float((r - r[..., 20:21, 28:29]).abs().max()) < 1e-5
+    assert float((r - 0.4).abs().max()) > 1e-3  # it does change the picture
+    assert float((z - z[..., 20:21, 28:29]).abs().max()) > 1e-3
 
 
 # -- dataset --------------------------------------------------------------------------------------
@@ -179,6 +199,100 @@ def test_train_with_feature_and_temporal_loss(pairs, tmp_path):
     assert res["val_pairs"] == 3 and np.isfinite(res["val_psnr_db"])
 
 
+def test_train_with_unpaired_photos(pairs, photos, tmp_path):
+    cfg = TrainConfig(**{**TINY, "steps": 2, "objective_weight": 1.0, "photos": str(photos), "unpaired": 2})
+    res = train(pairs, tmp_path / "u.pt", cfg)
+    assert res["unpaired_photos"] == 3 and res["teacher_gain"] > 0
+    assert "unpaired" in res["last_losses"] and np.isfinite(res["last_losses"]["unpaired"])
+
+
+@pytest.mark.parametrize("bad,msg", [({"unpaired": 2}, "--photos"),
+                                     ({"unpaired": 2, "photos": "p", "objective_weight": 0.0}, "objective"),
+                                     ({"unpaired": -1}, "unpaired"), ({"objective_target": 0.0}, "target"),
+                                     ({"padding": "mirror"}, "padding")])
+def test_train_config_validated(bad, msg):
+    with pytest.raises(FastdreamError, match=msg):
+        TrainConfig(**{**TINY, **bad}).validate()
+
+
+def test_photo_set_crops(photos):
+    from fastdream.distill.train import PhotoSet
+
+    ps = PhotoSet(photos, 24)
+    a, b = ps.batch(3, 0, 5, 24, 0), ps.batch(3, 0, 5, 24, 0)
+    assert a.shape == (5, 3, 24, 24) and torch.equal(a, b)  # a function of (seed, step, rank)
+    assert not torch.equal(a, ps.batch(3, 1, 5, 24, 0)) and not torch.equal(a, ps.batch(4, 0, 5, 24, 0))
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    with pytest.raises(InputError, match="smaller than the 64-pixel"):
+        PhotoSet(photos, 64)
+
+
+def test_recolour_rotates_hue_about_the_gray_axis():
+    from fastdream.distill.train import _recolour
+
+    rng = np.random.default_rng(0)
+    c = torch.rand(3, 8, 8)
+    y = _recolour(c.clone(), rng)
+    assert y.shape == c.shape and not torch.allclose(y, c)
+    gray = torch.full((3, 4, 4), 0.5)
+    g = _recolour(gray.clone(), np.random.default_rng(1))  # a gray picture is tinted, not left gray
+    assert float((g - g.mean(0, keepdim=True)).abs().max()) > 1e-3
+
+
+def test_feature_loss_ignores_the_margin_band(gen):
+    """The backbone terms see the output `margin` pixels inside the crop: what the generator puts in the
+    band (e.g. frames that feed on the backbone's zero padding) does not change them."""
+    from fastdream.api import get_backbone
+    from fastdream.distill.train import FeatureLoss
+    from fastdream.engine.objectives import Layer
+
+    bb = get_backbone(None, "cpu")
+    fl = FeatureLoss(bb, ["block2"], Layer("block5"), margin=8, style_layers=["block2"])
+    y = torch.rand(2, 3, 48, 48, generator=gen)
+    o = torch.rand(2, 3, 48, 48, generator=gen)
+    o2 = o.clone()
+    o2[..., :8, :] = 1.0
+    o2[..., :, -8:] = 0.0
+    with torch.no_grad():
+        a, b = fl(o, y), fl(o2, y)
+        c = fl(o.clone().index_fill_(-1, torch.tensor([20]), 1.0), y)  # inside the window: it counts
+    for k in ("feature", "style", "objective"):
+        assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-6, abs=1e-7), k
+    assert float(c["feature"]) != pytest.approx(float(a["feature"]), rel=1e-4)
+    # the climb term: zero once the output's objective is `gain` times the input's, positive below
+    with torch.no_grad():
+        assert float(fl.climb(y, y, 0.5)) == 0.0
+        assert float(fl.climb(y, y, 2.0)) == pytest.approx(0.5, abs=1e-5)  # halfway: 1 - 1/2
+
+
+def test_objective_per_patch_rules_out_a_few_blobs(gen):
+    """Per patch, the objective term asks every patch to climb: an output that reaches the target on
+    average only through one patch is penalized; the same output scores 0 with a whole-crop hinge."""
+    from fastdream.distill.train import _hinge
+
+    vt = torch.ones(1, 4)
+    vo = torch.tensor([[4.0, 0.0, 0.0, 0.0]])  # the mean equals the teacher's
+    assert float(_hinge(vo.mean(1, keepdim=True), vt.mean(1, keepdim=True), 1.0)) == 0.0
+    assert float(_hinge(vo, vt, 1.0)) == pytest.approx(0.75)
+    # nearly empty teacher patches are floored at a tenth of the picture's mean
+    assert float(_hinge(torch.zeros(1, 2), torch.tensor([[1e-9, 2.0]]), 1.0)) == pytest.approx(1.0)
+
+    from fastdream.api import get_backbone
+    from fastdream.distill.train import FeatureLoss
+    from fastdream.engine.objectives import Context, Layer
+
+    bb = get_backbone(None, "cpu")
+    obj = Layer("block9") + 0.5 * Layer("block5")
+    x = torch.rand(2, 3, 64, 96, generator=gen)
+    acts = bb.forward_taps(x, sorted(obj.taps()))
+    ctx = Context((64, 96))
+    with torch.no_grad():
+        per = FeatureLoss(bb, [], obj, patch=32).patch_values(acts, ctx)
+        whole = FeatureLoss(bb, [], obj, patch=0).patch_values(acts, ctx)
+    assert per.shape == (2, 6) and whole.shape == (2, 1)
+    torch.testing.assert_close(whole[:, 0], obj(acts, ctx))
+
+
 def test_train_refuses_existing_and_foreign_checkpoints(pairs, tmp_path):
     out = tmp_path / "x.pt"
     train(pairs, out, TrainConfig(**{**TINY, "steps": 1}))
@@ -212,25 +326,26 @@ def test_torchrun_two_processes_gloo(pairs, tmp_path):
 
 # -- export ---------------------------------------------------------------------------------------
 
-def _random_checkpoint(path, gen):
-    g = DreamGenerator(GeneratorConfig(width=4, blocks=2))
+def _random_checkpoint(path, gen, padding="zeros"):
+    g = DreamGenerator(GeneratorConfig(width=4, blocks=2, padding=padding))
     with torch.no_grad():
         for p in g.parameters():
             p.normal_(0, 0.3, generator=gen)
     opt = torch.optim.Adam(g.parameters())
-    save_checkpoint(path, g, opt, 7, TrainConfig(width=4, blocks=2), {"preset": "classic"},
+    save_checkpoint(path, g, opt, 7, TrainConfig(width=4, blocks=2, padding=padding), {"preset": "classic"},
                     [{"step": 7, "val_psnr_db": 21.5}])
     return g.eval()
 
 
-def test_export_runs_in_onnxruntime_at_another_size(tmp_path, gen):
+@pytest.mark.parametrize("padding", ["zeros", "replicate"])
+def test_export_runs_in_onnxruntime_at_another_size(tmp_path, gen, padding):
     pytest.importorskip("onnxruntime")  # a missing package skips; an export error fails
     import onnx
     import onnxruntime as ort
 
     from fastdream.distill.export import check_against_torch, export_onnx
 
-    g = _random_checkpoint(tmp_path / "g.pt", gen)
+    g = _random_checkpoint(tmp_path / "g.pt", gen, padding)
     res = export_onnx(tmp_path / "g.pt", tmp_path / "g.onnx", example_size=(32, 48))
     assert res["max_abs_error"] <= 1e-4
     onnx.checker.check_model(onnx.load(tmp_path / "g.onnx"))

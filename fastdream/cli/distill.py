@@ -57,8 +57,20 @@ def add_parser(sub):
                    help="Gram-matrix (texture statistics) loss against the teacher's dream (default 0)")
     t.add_argument("--style-layers", default="block2,block5,block9",
                    help="backbone taps of the Gram loss (default block2,block5,block9)")
+    t.add_argument("--objective-target", type=number(float, 0, 10, lo_open=True), default=1.0,
+                   help="the objective term is satisfied at this multiple of the teacher's objective (default 1)")
+    t.add_argument("--objective-patch", type=number(int, 0, 4096), default=32,
+                   help="...in every patch of this many pixels, not only on average over the crop (0: the "
+                        "whole crop; default 32)")
+    t.add_argument("--photos", help="a folder of photos: --unpaired crops of them per step climb the objective "
+                                    "(no teacher dream needed) up to the teacher's typical gain")
+    t.add_argument("--unpaired", type=number(int, 0, 4096), default=0,
+                   help="unpaired photo crops per step (per process; default 0)")
+    t.add_argument("--padding", choices=["replicate", "zeros"], default="replicate",
+                   help="border handling of the generator's convolutions (default replicate: the filter "
+                        "cannot easily tell where the picture ends, so it does not treat borders specially)")
     t.add_argument("--loss-margin", type=number(int, 0, 4096), default=12,
-                   help="the feature and objective terms see the teacher's pixels in this border of each crop (default 12)")
+                   help="the backbone terms see each output crop this far inside its borders (default 12)")
     t.add_argument("--temporal-weight", type=number(float, 0), default=0.0,
                    help="consistency of the output on crops shifted by a few pixels (for video; default 0)")
     t.add_argument("--val-every", type=number(int, 1), default=10,
@@ -149,6 +161,9 @@ def run_train(args) -> int:
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, width=args.width,
                       blocks=args.blocks, pixel_weight=args.pixel_weight, feature_weight=args.feature_weight,
                       objective_weight=args.objective_weight, loss_margin=args.loss_margin,
+                      objective_target=args.objective_target, objective_patch=args.objective_patch,
+                      photos=args.photos, unpaired=args.unpaired,
+                      padding=args.padding,
                       style_weight=args.style_weight,
                       style_layers=[s for s in args.style_layers.split(",") if s.strip()],
                       feature_layers=[s for s in args.feature_layers.split(",") if s.strip()],

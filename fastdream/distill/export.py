@@ -64,9 +64,10 @@ def export_onnx(checkpoint, output, *, example_size=(96, 128), check_size=(75, 5
     hist = ck.get("history") or []
     last = hist[-1] if hist else {}
     tc = ck.get("train_config") or {}
-    training = {"steps": ck.get("step"), "batch": tc.get("batch"), "crop": tc.get("crop"), "lr": tc.get("lr"),
-                "pixel_weight": tc.get("pixel_weight"), "feature_weight": tc.get("feature_weight"),
-                "feature_layers": tc.get("feature_layers"), "temporal_weight": tc.get("temporal_weight"),
+    training = {"steps": ck.get("step"),
+                **{k: tc.get(k) for k in ("batch", "crop", "lr", "pixel_weight", "feature_weight", "feature_layers",
+                                          "style_weight", "style_layers", "objective_weight", "objective_target",
+                                          "loss_margin", "temporal_weight", "unpaired") if k in tc},
                 "val_psnr_db": last.get("val_psnr_db"), "val_input_psnr_db": last.get("val_input_psnr_db"),
                 "params": count_params(model)}
     meta = {

@@ -19,6 +19,10 @@ Design choices and why:
   than the rest of the network on a CPU); the picture's own detail comes through the residual.
 - Every resize targets the exact size of the encoder feature it joins (and the input at the end), so
   any height and width works — odd sizes included — with no padding and no crop.
+- ``padding="replicate"`` (what ``distill train`` uses): the convolutions extend each feature map by its
+  edge values instead of zeros, so the network cannot easily tell where the picture ends; with zero
+  padding a generator trained to climb a backbone objective learns to treat its borders specially
+  (frames and blobs along the edges). ONNX: a ``Pad`` (mode ``edge``) before each such convolution.
 - No normalization layers (BatchNorm/InstanceNorm after upsampling behaves differently in ONNX and
   at other sizes); plain convolutions with biases and ReLU.
 - A residual connection to the input: the network only learns the dream's change, which starts at
@@ -40,14 +44,18 @@ from fastdream.errors import FastdreamError
 
 ARCH = "fastdream-dreamnet-v1"
 STRIDE = 8  # total downsampling of the encoder (sizes need not be multiples of it)
+PADDINGS = ("zeros", "replicate")
 
 
 @dataclasses.dataclass
 class GeneratorConfig:
     width: int = 16      # channels of the first encoder stage (then 2x, 4x)
     blocks: int = 4      # residual blocks at 1/8 resolution
+    padding: str = "zeros"  # border handling of every convolution: zeros | replicate
 
     def validate(self) -> None:
+        if self.padding not in PADDINGS:
+            raise FastdreamError(f"generator padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
         if not isinstance(self.width, int) or not 4 <= self.width <= 256:
             raise FastdreamError(f"generator width must be a whole number in 4..256, got {self.width!r}")
         if not isinstance(self.blocks, int) or not 0 <= self.blocks <= 32:
@@ -57,9 +65,10 @@ class GeneratorConfig:
 class SeparableConv(nn.Module):
     """Depthwise 3x3 (optionally dilated or strided) then pointwise 1x1: ``[B, cin, h, w] -> [B, cout, h/s, w/s]``."""
 
-    def __init__(self, cin: int, cout: int, dilation: int = 1, stride: int = 1):
+    def __init__(self, cin: int, cout: int, dilation: int = 1, stride: int = 1, padding: str = "zeros"):
         super().__init__()
-        self.depthwise = nn.Conv2d(cin, cin, 3, stride=stride, padding=dilation, dilation=dilation, groups=cin)
+        self.depthwise = nn.Conv2d(cin, cin, 3, stride=stride, padding=dilation, dilation=dilation, groups=cin,
+                                   padding_mode=padding)
         self.pointwise = nn.Conv2d(cin, cout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,10 +78,10 @@ class SeparableConv(nn.Module):
 class ResidualBlock(nn.Module):
     """``x + sep(relu(sep(x)))`` at constant width: ``[B, c, h, w] -> [B, c, h, w]``."""
 
-    def __init__(self, c: int, dilation: int = 1):
+    def __init__(self, c: int, dilation: int = 1, padding: str = "zeros"):
         super().__init__()
-        self.conv1 = SeparableConv(c, c, dilation)
-        self.conv2 = SeparableConv(c, c, dilation)
+        self.conv1 = SeparableConv(c, c, dilation, padding=padding)
+        self.conv2 = SeparableConv(c, c, dilation, padding=padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.relu(self.conv1(x)))
@@ -95,16 +104,17 @@ class DreamGenerator(nn.Module):
         super().__init__()
         self.config = config or GeneratorConfig()
         self.config.validate()
-        w = self.config.width
-        self.enc1 = nn.Conv2d(3, w, 3, stride=2, padding=1)
-        self.enc2 = SeparableConv(w, 2 * w, stride=2)
-        self.enc3 = SeparableConv(2 * w, 4 * w, stride=2)
-        self.blocks = nn.Sequential(*[ResidualBlock(4 * w, dilation=1 + (i % 2)) for i in range(self.config.blocks)])
+        w, pad = self.config.width, self.config.padding
+        self.enc1 = nn.Conv2d(3, w, 3, stride=2, padding=1, padding_mode=pad)
+        self.enc2 = SeparableConv(w, 2 * w, stride=2, padding=pad)
+        self.enc3 = SeparableConv(2 * w, 4 * w, stride=2, padding=pad)
+        self.blocks = nn.Sequential(*[ResidualBlock(4 * w, dilation=1 + (i % 2), padding=pad)
+                                      for i in range(self.config.blocks)])
         self.reduce3 = nn.Conv2d(4 * w, 2 * w, 1)
-        self.dec2 = SeparableConv(2 * w, 2 * w)
+        self.dec2 = SeparableConv(2 * w, 2 * w, padding=pad)
         self.reduce2 = nn.Conv2d(2 * w, w, 1)
-        self.dec1 = SeparableConv(w, w)
-        self.out = SeparableConv(w, 3)
+        self.dec1 = SeparableConv(w, w, padding=pad)
+        self.out = SeparableConv(w, 3, padding=pad)
         nn.init.zeros_(self.out.pointwise.weight)
         nn.init.zeros_(self.out.pointwise.bias)
 

@@ -47,15 +47,20 @@ class TrainConfig:
     min_lr_fraction: float = 0.05
     width: int = 16
     blocks: int = 4
+    padding: str = "replicate"
     pixel_weight: float = 1.0
     feature_weight: float = 0.1
     feature_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9"])
     objective_weight: float = 0.0
+    objective_target: float = 1.0  # the objective term is satisfied at this multiple of the teacher's objective
+    objective_patch: int = 32      # ...in every patch of this many pixels (0: over the whole crop)
     style_weight: float = 0.0   # Gram-matrix (texture statistics) loss against the teacher's dream
     style_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9"])
-    loss_margin: int = 12       # the feature and objective terms see the teacher's pixels in this border
+    loss_margin: int = 12       # the backbone terms see the output this far inside the crop's borders
     temporal_weight: float = 0.0
     temporal_shift: int = 6
+    photos: str | None = None   # a folder of photos: `unpaired` more crops per step climb the objective only
+    unpaired: int = 0
     val_every: int = 10         # pair i is held out when i % val_every == 0
     eval_every: int = 100
     save_every: int = 50
@@ -68,6 +73,8 @@ class TrainConfig:
                 raise FastdreamError(f"{name} must be a whole number >= 1, got {v!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise FastdreamError(f"learning rate must be positive, got {self.lr!r}")
+        if not (0 < self.objective_target <= 10 and math.isfinite(self.objective_target)):
+            raise FastdreamError(f"objective target must be in (0, 10], got {self.objective_target!r}")
         for name in ("pixel_weight", "feature_weight", "objective_weight", "style_weight", "temporal_weight"):
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
@@ -75,9 +82,17 @@ class TrainConfig:
         if not isinstance(self.loss_margin, int) or self.loss_margin < 0 or self.crop - 2 * self.loss_margin < 16:
             raise FastdreamError(f"loss margin must leave at least 16 pixels of the {self.crop}-pixel crop, "
                                  f"got {self.loss_margin!r}")
+        if not isinstance(self.objective_patch, int) or self.objective_patch < 0:
+            raise FastdreamError(f"objective patch must be a whole number of pixels >= 0, got {self.objective_patch!r}")
+        if not isinstance(self.unpaired, int) or self.unpaired < 0:
+            raise FastdreamError(f"unpaired crops per step must be a whole number >= 0, got {self.unpaired!r}")
+        if self.unpaired and not self.photos:
+            raise FastdreamError("unpaired crops need a folder of photos (--photos)")
+        if self.unpaired and self.objective_weight <= 0:
+            raise FastdreamError("unpaired crops only climb the objective: they need --objective-weight > 0")
         if self.feature_weight > 0 and not self.feature_layers:
             raise FastdreamError("a feature loss needs at least one backbone layer")
-        GeneratorConfig(self.width, self.blocks).validate()
+        GeneratorConfig(self.width, self.blocks, self.padding).validate()
 
     def lr_at(self, step: int) -> float:
         t = min(1.0, step / max(1, self.steps))
@@ -128,6 +143,78 @@ class PairSet:
         return torch.stack(xs).float().div_(255), torch.stack(ys).float().div_(255)
 
 
+class PhotoSet:
+    """Photos for the unpaired crops: random scale, window, flips, quarter turns and colour changes.
+
+    Nothing here needs the teacher: these crops only climb the teacher's objective (up to the gain
+    the teacher reaches on the pairs), so a few photos give the generator many more pictures to learn
+    from, at the scales it will meet, than the pairs alone (each pair costs an iterative dream).
+    Grayscale photos are tinted; hues are rotated, so the colours of a handful of photos do not become
+    the only colours the filter knows.
+    """
+
+    def __init__(self, folder, crop: int):
+        from fastdream.distill.dataset import list_photos
+        from fastdream.imageio import load_image
+
+        self.photos = []
+        for f in list_photos(folder):
+            try:
+                x, _ = load_image(f)
+            except InputError:
+                raise
+            if min(x.shape[-2:]) < crop:
+                raise InputError(f"{f}: {x.shape[-1]}x{x.shape[-2]} is smaller than the {crop}-pixel training crop")
+            self.photos.append(x)
+
+    def batch(self, step: int, rank: int, size: int, crop: int, seed: int) -> torch.Tensor:
+        """``[size, 3, crop, crop]`` in [0, 1], a function of ``(seed, step, rank)`` only."""
+        rng = np.random.default_rng([seed, step, rank, 2])
+        out = []
+        for _ in range(size):
+            img = self.photos[int(rng.integers(len(self.photos)))]
+            h, w = img.shape[-2:]
+            # the crop covers 1/4 .. all of the short side: scales from close-ups to whole pictures
+            frac = float(rng.uniform(0.25, 1.0))
+            scale = crop / (frac * min(h, w))
+            nh, nw = max(crop, round(h * scale)), max(crop, round(w * scale))
+            y0, x0 = int(rng.integers(nh - crop + 1)), int(rng.integers(nw - crop + 1))
+            # resample only the window: source box of the crop, then resize it
+            sy, sx = h / nh, w / nw
+            top, left = int(y0 * sy), int(x0 * sx)
+            bot, right = min(h, int(math.ceil((y0 + crop) * sy)) + 1), min(w, int(math.ceil((x0 + crop) * sx)) + 1)
+            c = F.interpolate(img[..., top:bot, left:right], size=(crop, crop), mode="bilinear",
+                              antialias=True, align_corners=False)[0]
+            if rng.random() < 0.5:
+                c = c.flip(-1)
+            c = torch.rot90(c, int(rng.integers(4)), (1, 2))
+            c = _recolour(c, rng)
+            out.append(c.clamp(0, 1))
+        return torch.stack(out).contiguous()
+
+
+def _recolour(c: torch.Tensor, rng) -> torch.Tensor:
+    """A random hue rotation (about the gray axis), saturation, brightness and contrast change of ``[3, h, w]``;
+    gray pictures get a random tint."""
+    gray = c.mean(0, keepdim=True)
+    if float((c - gray).abs().mean()) < 1e-3:  # a grayscale photo: tint it
+        tint = torch.from_numpy(rng.uniform(0.6, 1.4, size=(3, 1, 1))).float()
+        c = gray * tint / tint.mean()
+        gray = c.mean(0, keepdim=True)
+    a = float(rng.uniform(-math.pi, math.pi))
+    k = torch.tensor([1.0, 1.0, 1.0]) / math.sqrt(3)  # Rodrigues rotation about the gray axis
+    K = torch.tensor([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    R = torch.eye(3) + math.sin(a) * K + (1 - math.cos(a)) * (K @ K)
+    c = torch.einsum("ij,jhw->ihw", R, c)
+    sat = float(rng.uniform(0.7, 1.3))
+    bright = float(rng.uniform(0.8, 1.2))
+    contrast = float(rng.uniform(0.8, 1.2))
+    gray = c.mean(0, keepdim=True)
+    c = gray + (c - gray) * sat
+    m = c.mean()
+    return ((c - m) * contrast + m) * bright
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of pictures in [0, 1] (over the whole batch)."""
     mse = float(F.mse_loss(a, b))
@@ -142,8 +229,11 @@ class FeatureLoss(torch.nn.Module):
     given): the output should climb the teacher's objective as far as the teacher did, no further.
     """
 
-    def __init__(self, backbone, layers, objective=None, margin: int = 0, style_layers=()):
+    def __init__(self, backbone, layers, objective=None, margin: int = 0, style_layers=(), target: float = 1.0,
+                 patch: int = 0):
         super().__init__()
+        self.target = float(target)
+        self.patch = int(patch)
         self.backbone = backbone
         self.margin = int(margin)
         self.layers = [backbone.resolve_tap(l) for l in layers]
@@ -157,11 +247,10 @@ class FeatureLoss(torch.nn.Module):
 
         m = self.margin
         if m:
-            # the backbone sees the output with a border band of the teacher's pixels: patterns that the
-            # generator draws along its own borders (where it can tell it is at a border) earn nothing
-            band = torch.zeros_like(out[:1, :1])
-            band[..., m:-m, m:-m] = 1
-            out = out * band + target * (1 - band)
+            # the backbone sees a window of the output `margin` pixels inside the crop: the generator cannot
+            # tell where that window's borders (the backbone's zero padding) are, so drawing frames along
+            # its own borders earns nothing
+            out, target = out[..., m:-m, m:-m], target[..., m:-m, m:-m]
         with torch.no_grad():
             ft = self.backbone.forward_taps(target, self.taps)
         fo = self.backbone.forward_taps(out, self.taps)
@@ -179,11 +268,76 @@ class FeatureLoss(torch.nn.Module):
             terms["style"] = total
         if self.objective is not None:
             ctx = Context(tuple(out.shape[-2:]))
-            vo = self.objective(fo, ctx)  # [B]
+            vo = self.patch_values(fo, ctx)  # [B, patches]
             with torch.no_grad():
-                vt = self.objective(ft, ctx)
-            terms["objective"] = F.relu(1 - vo / vt.abs().clamp_min(1e-8)).mean()
+                vt = self.patch_values(ft, ctx)
+            terms["objective"] = _hinge(vo, vt, self.target)
         return terms
+
+
+    def climb(self, out: torch.Tensor, inp: torch.Tensor, gain: float) -> torch.Tensor:
+        """``mean(relu(target * gain - obj(out) / obj(inp)))``: the objective term for crops without a
+        teacher dream, where ``gain`` is the teacher's typical ratio ``obj(dream) / obj(input)``."""
+        from fastdream.engine.objectives import Context
+
+        m = self.margin
+        if m:
+            out, inp = out[..., m:-m, m:-m], inp[..., m:-m, m:-m]
+        ctx = Context(tuple(out.shape[-2:]))
+        taps = sorted(self.objective.taps())
+        with torch.no_grad():
+            vi = self.patch_values(self.backbone.forward_taps(inp, taps), ctx)
+        vo = self.patch_values(self.backbone.forward_taps(out, taps), ctx)
+        return _hinge(vo, vi * gain, self.target)
+
+    def patch_values(self, acts: dict, ctx) -> torch.Tensor:
+        """The objective per patch of about ``self.patch`` pixels, ``[B, patches]`` (``[B, 1]`` with patch 0).
+
+        Spatial terms are averaged over each patch; other terms (class logits...) count in every patch.
+        Asking every patch to reach the teacher's level (rather than the crop on average) rules out the
+        cheap way up: a few huge, identical blobs that lift the mean while the rest stays as it was.
+        """
+        from fastdream.engine.objectives import Spatial, Sum
+
+        if self.patch <= 0:
+            return self.objective(acts, ctx)[:, None]
+        h, w = ctx.full_size
+        grid = (max(1, round(h / self.patch)), max(1, round(w / self.patch)))
+        terms = self.objective.terms if isinstance(self.objective, Sum) else [(1.0, self.objective)]
+        total = None
+        for wt, o in terms:
+            if isinstance(o, Spatial):
+                v = o.value_map(acts[o.layer], ctx)
+                v = F.adaptive_avg_pool2d(v[:, None], grid).flatten(1)  # [B, gh * gw]
+            else:
+                v = o(acts, ctx)[:, None]
+            total = wt * v if total is None else total + wt * v
+        return total
+
+    @torch.no_grad()
+    def teacher_gain(self, pairs: "PairSet", crop: int) -> float:
+        """The median over the training pairs of ``obj(dream) / obj(input)`` on a centred ``crop`` window
+        (seen through the same margin as the training terms)."""
+        from fastdream.engine.objectives import Context
+
+        m, taps, ratios = self.margin, sorted(self.objective.taps()), []
+        for x, y in zip(pairs.train_x, pairs.train_y):
+            x, y = x[None].float().div_(255), y[None].float().div_(255)
+            h, w = x.shape[-2:]
+            oy, ox = (h - crop) // 2 + m, (w - crop) // 2 + m
+            x, y = x[..., oy:oy + crop - 2 * m, ox:ox + crop - 2 * m], y[..., oy:oy + crop - 2 * m, ox:ox + crop - 2 * m]
+            ctx = Context(tuple(x.shape[-2:]))
+            vx = self.objective(self.backbone.forward_taps(x, taps), ctx)
+            vy = self.objective(self.backbone.forward_taps(y, taps), ctx)
+            ratios.extend((vy / vx.abs().clamp_min(1e-8)).tolist())
+        return float(np.median(ratios))
+
+
+def _hinge(vo: torch.Tensor, vt: torch.Tensor, target: float) -> torch.Tensor:
+    """``mean(relu(target - vo / vt))`` over patches and pictures; ``vt`` is floored at a tenth of its
+    picture's mean so that nearly empty patches (a black sky) do not ask for an impossible climb."""
+    floor = (vt.abs().mean(1, keepdim=True) * 0.1).clamp_min(1e-8)
+    return F.relu(target - vo / torch.maximum(vt.abs(), floor)).mean()
 
 
 def gram(f: torch.Tensor) -> torch.Tensor:
@@ -289,6 +443,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     if out.exists() and not resume:
         raise InputError(f"{out}: exists; pass --resume to continue training it, or choose another name")
     pairs = PairSet(data, cfg.val_every)
+    photos = PhotoSet(cfg.photos, cfg.crop) if cfg.unpaired else None
     margin = cfg.temporal_shift if cfg.temporal_weight > 0 else 0
     if cfg.crop + margin > pairs.min_size:
         raise InputError(f"--crop {cfg.crop} (+{margin} for the temporal shift) is larger than the smallest "
@@ -302,7 +457,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
         backend = "nccl" if torch.cuda.is_available() and os.environ.get("FASTDREAM_DDP_BACKEND") == "nccl" else "gloo"
         torch.distributed.init_process_group(backend)
     torch.manual_seed(cfg.seed)
-    model = DreamGenerator(GeneratorConfig(cfg.width, cfg.blocks))
+    model = DreamGenerator(GeneratorConfig(cfg.width, cfg.blocks, cfg.padding))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, history = 0, []
     if resume and out.exists():
@@ -338,7 +493,11 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
             if objective is None:
                 raise InputError(f"{data}: teacher.json names no objective (objective_spec); use --objective-weight 0")
         feat = FeatureLoss(bb, cfg.feature_layers if cfg.feature_weight > 0 else [], objective,
-                           margin=cfg.loss_margin, style_layers=cfg.style_layers if cfg.style_weight > 0 else [])
+                           margin=cfg.loss_margin, style_layers=cfg.style_layers if cfg.style_weight > 0 else [],
+                           target=cfg.objective_target, patch=cfg.objective_patch)
+    gain = feat.teacher_gain(pairs, min(cfg.crop, pairs.min_size)) if photos is not None else None
+    if gain is not None:
+        log(f"teacher gain on the training pairs (median obj(dream) / obj(input)): {gain:.3f}")
     t0 = time.perf_counter()
     update = None
     bar_ctx = None
@@ -358,7 +517,12 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
             x, y = pairs.batch(step, rank, cfg.batch, cfg.crop, cfg.seed, margin)
             c = cfg.crop
             xa, ya = x[..., :c, :c], y[..., :c, :c]
-            o = net(xa)
+            if photos is not None:  # one forward pass for both kinds of crops (one DDP reduction)
+                xu = photos.batch(step, rank, cfg.unpaired, c, cfg.seed)
+                o_all = net(torch.cat([xa, xu]))
+                o, ou = o_all[:len(xa)], o_all[len(xa):]
+            else:
+                o = net(xa)
             loss_pix = F.l1_loss(o, ya)
             loss = cfg.pixel_weight * loss_pix
             terms = {"pixel": float(loss_pix.detach())}
@@ -367,6 +531,10 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
                 for name, v in feat(o, ya).items():
                     loss = loss + weights[name] * v
                     terms[name] = float(v.detach())
+            if photos is not None:
+                lu = feat.climb(ou, xu, gain)
+                loss = loss + cfg.objective_weight * lu
+                terms["unpaired"] = float(lu.detach())
             if margin:
                 rng = np.random.default_rng([cfg.seed, step, rank, 1])
                 dy, dx = (int(v) for v in rng.integers(1, margin + 1, size=2))
@@ -403,6 +571,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     return {"output": str(out), "rank": rank, "world_size": world, "steps": cfg.steps, "start_step": start,
             "seconds": round(seconds, 3), "seconds_per_step": round(seconds / max(1, cfg.steps - start), 4),
             "params": count_params(model), "train_pairs": len(pairs.train_x), "last_losses": last, **final,
+            **({"unpaired_photos": len(photos.photos), "teacher_gain": round(gain, 4)} if photos is not None else {}),
             "config": dataclasses.asdict(cfg), "teacher": teacher, "peak_rss_mb": _rss()}
 
 
