@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the README gallery (docs/img/dream_*.jpg) with the installed fastdream, from the repo root.
+# Regenerates the README gallery (docs/img/dream_*.jpg, distill_chelsea.jpg) with the installed fastdream, from the repo root.
 set -euo pipefail
 FD=${FASTDREAM:-fastdream}   # e.g. FASTDREAM="python -m fastdream.cli.main" in a development tree
 out=docs/img
@@ -17,4 +17,18 @@ for f in "$tmp"/*.png; do
   python -c "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('RGB').save(sys.argv[2], quality=85)" \
     "$f" "$out/dream_$(basename "${f%.png}").jpg"
 done
+
+# The shipped dream filter (docs/distill.md): a held-out photo, input | iterative teacher | filter
+$FD distill eval examples/chelsea.jpg --size 320 --save "$tmp/eval"
+python - "$tmp/eval" "$out/distill_chelsea.jpg" <<'PY'
+import sys
+from PIL import Image
+d, out = sys.argv[1], sys.argv[2]
+row = [Image.open(f"{d}/chelsea_{k}.png").convert("RGB") for k in ("input", "teacher", "filter")]
+w, h = row[0].size
+sheet = Image.new("RGB", (3 * w + 8, h), "white")
+for i, im in enumerate(row):
+    sheet.paste(im, (i * (w + 4), 0))
+sheet.save(out, quality=88)
+PY
 rm -rf "$tmp"

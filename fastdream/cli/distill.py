@@ -37,24 +37,25 @@ def add_parser(sub):
     d.set_defaults(func=run_dataset)
 
     t = s.add_parser("train", help="train a generator on a dataset folder",
-                     description="Train the feed-forward generator on teacher pairs: pixel loss + backbone-feature "
-                                 "loss (+ optional temporal consistency). Runs data-parallel unchanged under torchrun.")
+                     description="Train the feed-forward generator on teacher pairs: pixel, backbone-feature, Gram "
+                                 "(texture) and teacher-objective terms, optional unpaired photo crops that climb the "
+                                 "objective, optional temporal consistency. Runs data-parallel unchanged under torchrun.")
     t.add_argument("data", help="dataset folder from `fastdream distill dataset`")
     t.add_argument("-o", "--output", required=True, help="checkpoint (.pt) written as training goes")
     t.add_argument("--steps", type=number(int, 1, 10_000_000), default=2000)
     t.add_argument("--batch", type=number(int, 1, 4096), default=8, help="pairs per step (per process)")
-    t.add_argument("--crop", type=number(int, 16, 4096), default=128, help="training crop size (default 128)")
-    t.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=2e-3)
+    t.add_argument("--crop", type=number(int, 16, 4096), default=112, help="training crop size (default 112)")
+    t.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=3e-3)
     t.add_argument("--width", type=number(int, 4, 256), default=16, help="generator width (default 16)")
     t.add_argument("--blocks", type=number(int, 0, 32), default=4, help="residual blocks (default 4)")
-    t.add_argument("--pixel-weight", type=number(float, 0), default=1.0)
-    t.add_argument("--feature-weight", type=number(float, 0), default=0.1)
+    t.add_argument("--pixel-weight", type=number(float, 0), default=0.2, help="L1 to the teacher (default 0.2)")
+    t.add_argument("--feature-weight", type=number(float, 0), default=0.05, help="backbone features against the teacher's (default 0.05)")
     t.add_argument("--feature-layers", default="block2,block5,block9",
                    help="backbone taps of the perceptual loss (default block2,block5,block9)")
-    t.add_argument("--objective-weight", type=number(float, 0), default=0.0,
-                   help="also climb the teacher's objective up to the teacher's level (default 0)")
-    t.add_argument("--style-weight", type=number(float, 0), default=0.0,
-                   help="Gram-matrix (texture statistics) loss against the teacher's dream (default 0)")
+    t.add_argument("--objective-weight", type=number(float, 0), default=4.0,
+                   help="climb the teacher's objective up to the teacher's level (default 4)")
+    t.add_argument("--style-weight", type=number(float, 0), default=1.0,
+                   help="Gram-matrix (texture statistics) loss against the teacher's dream (default 1)")
     t.add_argument("--style-layers", default="block2,block5,block9",
                    help="backbone taps of the Gram loss (default block2,block5,block9)")
     t.add_argument("--objective-target", type=number(float, 0, 10, lo_open=True), default=1.0,
@@ -62,6 +63,9 @@ def add_parser(sub):
     t.add_argument("--objective-patch", type=number(int, 0, 4096), default=32,
                    help="...in every patch of this many pixels, not only on average over the crop (0: the "
                         "whole crop; default 32)")
+    t.add_argument("--objective-channels", action="store_true",
+                   help="...and in every channel of a layer objective: the filter must raise the channels the "
+                        "teacher raised, not just any")
     t.add_argument("--photos", help="a folder of photos: --unpaired crops of them per step climb the objective "
                                     "(no teacher dream needed) up to the teacher's typical gain")
     t.add_argument("--unpaired", type=number(int, 0, 4096), default=0,
@@ -69,8 +73,9 @@ def add_parser(sub):
     t.add_argument("--padding", choices=["replicate", "zeros"], default="replicate",
                    help="border handling of the generator's convolutions (default replicate: the filter "
                         "cannot easily tell where the picture ends, so it does not treat borders specially)")
-    t.add_argument("--loss-margin", type=number(int, 0, 4096), default=12,
-                   help="the backbone terms see each output crop this far inside its borders (default 12)")
+    t.add_argument("--loss-margin", type=number(int, 0, 4096), default=16,
+                   help="the backbone terms see each crop mirrored outwards by this many pixels, so the filter's borders "
+                        "are trained like the rest and frames along them earn nothing (default 16)")
     t.add_argument("--temporal-weight", type=number(float, 0), default=0.0,
                    help="consistency of the output on crops shifted by a few pixels (for video; default 0)")
     t.add_argument("--val-every", type=number(int, 1), default=10,
@@ -162,6 +167,7 @@ def run_train(args) -> int:
                       blocks=args.blocks, pixel_weight=args.pixel_weight, feature_weight=args.feature_weight,
                       objective_weight=args.objective_weight, loss_margin=args.loss_margin,
                       objective_target=args.objective_target, objective_patch=args.objective_patch,
+                      objective_channels=args.objective_channels,
                       photos=args.photos, unpaired=args.unpaired,
                       padding=args.padding,
                       style_weight=args.style_weight,

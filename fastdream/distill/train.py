@@ -5,10 +5,15 @@ Loss per batch (``G`` the generator, ``x`` input crops, ``y`` the teacher's drea
     pixel_weight * L1(G(x), y)
     + feature_weight * sum over taps l of  mean((f_l(G(x)) - f_l(y))^2) / mean(f_l(y)^2)
     + style_weight * sum over taps l of  mean((gram(f_l(G(x))) - gram(f_l(y)))^2) / mean(gram(f_l(y))^2)
-    + objective_weight * mean(relu(1 - obj(G(x)) / obj(y)))   (the teacher's own objective)
+    + objective_weight * shortfall(obj_p(G(x)), target * obj_p(y))    (the teacher's own objective,
+          per patch p of ``objective_patch`` pixels, and per channel with ``objective_channels``)
+    + objective_weight * shortfall(obj_p(G(u)), target * gain * obj_p(u))   (``unpaired`` photo crops u)
     + temporal_weight * L1 over the overlap of G(x) and G(x shifted by a few pixels)
 
-with ``f_l`` the taps of the (frozen) default backbone. Batches depend only on ``(seed, step, rank)``,
+where ``shortfall(a, b) = sum_p relu(b_p - a_p) / sum_p b_p`` and ``gain`` is the teacher's median
+``obj(y) / obj(x)`` over the training pairs. The backbone sees every crop mirrored outwards by
+``loss_margin`` pixels (so the generator's borders are trained like the rest, and frames along them
+cannot feed on the backbone's zero padding); ``f_l`` are taps of the (frozen) default backbone. Batches depend only on ``(seed, step, rank)``,
 and the learning rate only on the step (cosine decay), so a run resumed from a checkpoint continues
 exactly as an uninterrupted one would. Under ``torchrun`` (``WORLD_SIZE > 1``) the same code trains
 data-parallel with DistributedDataParallel (gloo on the CPU, NCCL on GPUs); rank 0 writes checkpoints.
@@ -42,21 +47,22 @@ CHECKPOINT_FORMAT = "fastdream-distill-checkpoint-v1"
 class TrainConfig:
     steps: int = 2000
     batch: int = 8
-    crop: int = 128
-    lr: float = 2e-3
+    crop: int = 112
+    lr: float = 3e-3
     min_lr_fraction: float = 0.05
     width: int = 16
     blocks: int = 4
     padding: str = "replicate"
-    pixel_weight: float = 1.0
-    feature_weight: float = 0.1
+    pixel_weight: float = 0.2
+    feature_weight: float = 0.05
     feature_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9"])
-    objective_weight: float = 0.0
+    objective_weight: float = 4.0
     objective_target: float = 1.0  # the objective term is satisfied at this multiple of the teacher's objective
     objective_patch: int = 32      # ...in every patch of this many pixels (0: over the whole crop)
-    style_weight: float = 0.0   # Gram-matrix (texture statistics) loss against the teacher's dream
+    objective_channels: bool = False  # ...and in every channel of a layer objective
+    style_weight: float = 1.0   # Gram-matrix (texture statistics) loss against the teacher's dream
     style_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9"])
-    loss_margin: int = 12       # the backbone terms see the output this far inside the crop's borders
+    loss_margin: int = 16       # the backbone terms see each crop mirrored outwards by this many pixels
     temporal_weight: float = 0.0
     temporal_shift: int = 6
     photos: str | None = None   # a folder of photos: `unpaired` more crops per step climb the objective only
@@ -79,9 +85,9 @@ class TrainConfig:
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
                 raise FastdreamError(f"{name} must be >= 0, got {v!r}")
-        if not isinstance(self.loss_margin, int) or self.loss_margin < 0 or self.crop - 2 * self.loss_margin < 16:
-            raise FastdreamError(f"loss margin must leave at least 16 pixels of the {self.crop}-pixel crop, "
-                                 f"got {self.loss_margin!r}")
+        if not isinstance(self.loss_margin, int) or not 0 <= self.loss_margin < self.crop:
+            raise FastdreamError(f"loss margin must be a whole number of pixels in 0..{self.crop - 1} (less than "
+                                 f"the crop), got {self.loss_margin!r}")
         if not isinstance(self.objective_patch, int) or self.objective_patch < 0:
             raise FastdreamError(f"objective patch must be a whole number of pixels >= 0, got {self.objective_patch!r}")
         if not isinstance(self.unpaired, int) or self.unpaired < 0:
@@ -230,8 +236,9 @@ class FeatureLoss(torch.nn.Module):
     """
 
     def __init__(self, backbone, layers, objective=None, margin: int = 0, style_layers=(), target: float = 1.0,
-                 patch: int = 0):
+                 patch: int = 0, channels: bool = False):
         super().__init__()
+        self.channels = bool(channels)
         self.target = float(target)
         self.patch = int(patch)
         self.backbone = backbone
@@ -245,12 +252,7 @@ class FeatureLoss(torch.nn.Module):
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> dict:  # [B, 3, h, w] each
         from fastdream.engine.objectives import Context
 
-        m = self.margin
-        if m:
-            # the backbone sees a window of the output `margin` pixels inside the crop: the generator cannot
-            # tell where that window's borders (the backbone's zero padding) are, so drawing frames along
-            # its own borders earns nothing
-            out, target = out[..., m:-m, m:-m], target[..., m:-m, m:-m]
+        out, target = self.pad(out), self.pad(target)
         with torch.no_grad():
             ft = self.backbone.forward_taps(target, self.taps)
         fo = self.backbone.forward_taps(out, self.taps)
@@ -275,14 +277,20 @@ class FeatureLoss(torch.nn.Module):
         return terms
 
 
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` mirrored outwards by ``margin`` pixels: the backbone's zero padding sits ``margin`` pixels
+        away from the crop, and what the generator puts along its borders is seen as ordinary content
+        (frames that feed on the backbone's padding earn nothing), so the borders are trained like the
+        rest of the picture."""
+        m = min(self.margin, x.shape[-1] - 1, x.shape[-2] - 1)
+        return F.pad(x, (m, m, m, m), mode="reflect") if m > 0 else x
+
     def climb(self, out: torch.Tensor, inp: torch.Tensor, gain: float) -> torch.Tensor:
         """``mean(relu(target * gain - obj(out) / obj(inp)))``: the objective term for crops without a
         teacher dream, where ``gain`` is the teacher's typical ratio ``obj(dream) / obj(input)``."""
         from fastdream.engine.objectives import Context
 
-        m = self.margin
-        if m:
-            out, inp = out[..., m:-m, m:-m], inp[..., m:-m, m:-m]
+        out, inp = self.pad(out), self.pad(inp)
         ctx = Context(tuple(out.shape[-2:]))
         taps = sorted(self.objective.taps())
         with torch.no_grad():
@@ -297,16 +305,20 @@ class FeatureLoss(torch.nn.Module):
         Asking every patch to reach the teacher's level (rather than the crop on average) rules out the
         cheap way up: a few huge, identical blobs that lift the mean while the rest stays as it was.
         """
-        from fastdream.engine.objectives import Spatial, Sum
+        from fastdream.engine.objectives import Layer, Spatial, Sum, _layer_value
 
-        if self.patch <= 0:
+        if self.patch <= 0 and not self.channels:
             return self.objective(acts, ctx)[:, None]
         h, w = ctx.full_size
-        grid = (max(1, round(h / self.patch)), max(1, round(w / self.patch)))
+        grid = (1, 1) if self.patch <= 0 else (max(1, round(h / self.patch)), max(1, round(w / self.patch)))
         terms = self.objective.terms if isinstance(self.objective, Sum) else [(1.0, self.objective)]
         total = None
         for wt, o in terms:
-            if isinstance(o, Spatial):
+            if self.channels and isinstance(o, Layer) and acts[o.layer].dim() == 4:
+                # one value per channel and patch: [B, C * gh * gw]
+                v = _layer_value(acts[o.layer].unsqueeze(1), o.kind) / acts[o.layer].shape[1]
+                v = F.adaptive_avg_pool2d(v, grid).flatten(1)
+            elif isinstance(o, Spatial):
                 v = o.value_map(acts[o.layer], ctx)
                 v = F.adaptive_avg_pool2d(v[:, None], grid).flatten(1)  # [B, gh * gw]
             else:
@@ -317,15 +329,15 @@ class FeatureLoss(torch.nn.Module):
     @torch.no_grad()
     def teacher_gain(self, pairs: "PairSet", crop: int) -> float:
         """The median over the training pairs of ``obj(dream) / obj(input)`` on a centred ``crop`` window
-        (seen through the same margin as the training terms)."""
+        (padded like the training crops)."""
         from fastdream.engine.objectives import Context
 
-        m, taps, ratios = self.margin, sorted(self.objective.taps()), []
+        taps, ratios = sorted(self.objective.taps()), []
         for x, y in zip(pairs.train_x, pairs.train_y):
             x, y = x[None].float().div_(255), y[None].float().div_(255)
             h, w = x.shape[-2:]
-            oy, ox = (h - crop) // 2 + m, (w - crop) // 2 + m
-            x, y = x[..., oy:oy + crop - 2 * m, ox:ox + crop - 2 * m], y[..., oy:oy + crop - 2 * m, ox:ox + crop - 2 * m]
+            oy, ox = (h - crop) // 2, (w - crop) // 2
+            x, y = self.pad(x[..., oy:oy + crop, ox:ox + crop]), self.pad(y[..., oy:oy + crop, ox:ox + crop])
             ctx = Context(tuple(x.shape[-2:]))
             vx = self.objective(self.backbone.forward_taps(x, taps), ctx)
             vy = self.objective(self.backbone.forward_taps(y, taps), ctx)
@@ -334,10 +346,12 @@ class FeatureLoss(torch.nn.Module):
 
 
 def _hinge(vo: torch.Tensor, vt: torch.Tensor, target: float) -> torch.Tensor:
-    """``mean(relu(target - vo / vt))`` over patches and pictures; ``vt`` is floored at a tenth of its
-    picture's mean so that nearly empty patches (a black sky) do not ask for an impossible climb."""
-    floor = (vt.abs().mean(1, keepdim=True) * 0.1).clamp_min(1e-8)
-    return F.relu(target - vo / torch.maximum(vt.abs(), floor)).mean()
+    """The shortfall of ``vo`` from ``target * vt``, ``[B, K]`` each (K patches, or channels x patches):
+    ``sum_k relu(target * vt - vo) / sum_k target * vt`` per picture, averaged over the batch. 0 when
+    every part reaches the target; an excess in one part does not make up for another; parts where the
+    teacher has little (a black sky) weigh little."""
+    want = target * vt.abs()
+    return (F.relu(want - vo).sum(1) / want.sum(1).clamp_min(1e-8)).mean()
 
 
 def gram(f: torch.Tensor) -> torch.Tensor:
@@ -494,7 +508,8 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
                 raise InputError(f"{data}: teacher.json names no objective (objective_spec); use --objective-weight 0")
         feat = FeatureLoss(bb, cfg.feature_layers if cfg.feature_weight > 0 else [], objective,
                            margin=cfg.loss_margin, style_layers=cfg.style_layers if cfg.style_weight > 0 else [],
-                           target=cfg.objective_target, patch=cfg.objective_patch)
+                           target=cfg.objective_target, patch=cfg.objective_patch,
+                           channels=cfg.objective_channels)
     gain = feat.teacher_gain(pairs, min(cfg.crop, pairs.min_size)) if photos is not None else None
     if gain is not None:
         log(f"teacher gain on the training pairs (median obj(dream) / obj(input)): {gain:.3f}")
