@@ -220,9 +220,9 @@ def test_photo_set_crops(photos):
     from fastdream.distill.train import PhotoSet
 
     ps = PhotoSet(photos, 24)
-    a, b = ps.batch(3, 0, 5, 24, 0), ps.batch(3, 0, 5, 24, 0)
+    a, b = ps.batch(3, 0, 5, 0), ps.batch(3, 0, 5, 0)
     assert a.shape == (5, 3, 24, 24) and torch.equal(a, b)  # a function of (seed, step, rank)
-    assert not torch.equal(a, ps.batch(3, 1, 5, 24, 0)) and not torch.equal(a, ps.batch(4, 0, 5, 24, 0))
+    assert not torch.equal(a, ps.batch(3, 1, 5, 0)) and not torch.equal(a, ps.batch(4, 0, 5, 0))
     assert float(a.min()) >= 0 and float(a.max()) <= 1
     with pytest.raises(InputError, match="smaller than the 64-pixel"):
         PhotoSet(photos, 64)
@@ -270,15 +270,15 @@ def test_feature_loss_sees_the_crop_mirrored_outwards(gen):
 def test_objective_per_patch_rules_out_a_few_blobs(gen):
     """Per patch (and channel), the objective term asks every part to climb: an output that reaches the target on
     average only through one patch is penalized; the same output scores 0 with a whole-crop hinge."""
-    from fastdream.distill.train import _hinge
+    from fastdream.distill.train import _shortfall
 
     vt = torch.ones(1, 4)
     vo = torch.tensor([[4.0, 0.0, 0.0, 0.0]])  # the mean equals the teacher's
-    assert float(_hinge(vo.mean(1, keepdim=True), vt.mean(1, keepdim=True), 1.0)) == 0.0
-    assert float(_hinge(vo, vt, 1.0)) == pytest.approx(0.75)
+    assert float(_shortfall(vo.mean(1, keepdim=True), vt.mean(1, keepdim=True), 1.0)) == 0.0
+    assert float(_shortfall(vo, vt, 1.0)) == pytest.approx(0.75)
     # parts weigh by the teacher's value there: a nearly empty patch (black sky) hardly counts
-    assert float(_hinge(torch.tensor([[0.0, 1.0]]), torch.tensor([[0.01, 1.0]]), 1.0)) == pytest.approx(0.01 / 1.01)
-    assert float(_hinge(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.01, 1.0]]), 1.0)) == pytest.approx(1 / 1.01)
+    assert float(_shortfall(torch.tensor([[0.0, 1.0]]), torch.tensor([[0.01, 1.0]]), 1.0)) == pytest.approx(0.01 / 1.01)
+    assert float(_shortfall(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.01, 1.0]]), 1.0)) == pytest.approx(1 / 1.01)
 
     from fastdream.api import get_backbone
     from fastdream.distill.train import FeatureLoss

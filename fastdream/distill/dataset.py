@@ -79,9 +79,10 @@ class CropRecipe:
             raise FastdreamError(f"color jitter must be in [0, 1), got {self.color_jitter}")
 
 
-def draw_crop(photos: list[torch.Tensor], index: int, recipe: CropRecipe) -> tuple[torch.Tensor, dict]:
-    """The input crop ``[1, 3, S, S]`` of pair ``index`` and what was drawn (photo, scale, box, flip)."""
-    rng = np.random.default_rng([recipe.seed, index])
+def draw_crop(photos: list[torch.Tensor], index: int, recipe: CropRecipe, rng=None) -> tuple[torch.Tensor, dict]:
+    """The input crop ``[1, 3, S, S]`` of pair ``index`` and what was drawn (photo, scale, box, flip).
+    The choices come from ``rng`` when given (a numpy Generator), else from ``(recipe.seed, index)``."""
+    rng = rng if rng is not None else np.random.default_rng([recipe.seed, index])
     k = int(rng.integers(len(photos)))
     img = photos[k]
     h, w = img.shape[-2:]

@@ -13,9 +13,9 @@ Loss per batch (``G`` the generator, ``x`` input crops, ``y`` the teacher's drea
 where ``shortfall(a, b) = sum_p relu(b_p - a_p) / sum_p b_p`` and ``gain`` is the teacher's median
 ``obj(y) / obj(x)`` over the training pairs. The backbone sees every crop mirrored outwards by
 ``loss_margin`` pixels (so the generator's borders are trained like the rest, and frames along them
-cannot feed on the backbone's zero padding); ``f_l`` are taps of the (frozen) default backbone. Batches depend only on ``(seed, step, rank)``,
-and the learning rate only on the step (cosine decay), so a run resumed from a checkpoint continues
-exactly as an uninterrupted one would. Under ``torchrun`` (``WORLD_SIZE > 1``) the same code trains
+cannot feed on the backbone's zero padding); ``f_l`` are taps of the (frozen) default backbone.
+Batches depend only on ``(seed, step, rank)``, and the learning rate only on the step (cosine decay),
+so a run resumed from a checkpoint continues exactly as an uninterrupted one would. Under ``torchrun`` (``WORLD_SIZE > 1``) the same code trains
 data-parallel with DistributedDataParallel (gloo on the CPU, NCCL on GPUs); rank 0 writes checkpoints.
 
 Checkpoints hold tensors, numbers and JSON strings only (``torch.load(..., weights_only=True)`` reads
@@ -160,42 +160,28 @@ class PhotoSet:
     """
 
     def __init__(self, folder, crop: int):
-        from fastdream.distill.dataset import list_photos
+        from fastdream.distill.dataset import CropRecipe, list_photos
         from fastdream.imageio import load_image
 
+        # crops cover 1/4 .. all of the short side: from close-ups to whole pictures
+        self.recipe = CropRecipe(size=crop, min_fraction=0.25, max_fraction=1.0, flip=True, color_jitter=0.0)
         self.photos = []
         for f in list_photos(folder):
-            try:
-                x, _ = load_image(f)
-            except InputError:
-                raise
+            x, _ = load_image(f)
             if min(x.shape[-2:]) < crop:
                 raise InputError(f"{f}: {x.shape[-1]}x{x.shape[-2]} is smaller than the {crop}-pixel training crop")
             self.photos.append(x)
 
-    def batch(self, step: int, rank: int, size: int, crop: int, seed: int) -> torch.Tensor:
+    def batch(self, step: int, rank: int, size: int, seed: int) -> torch.Tensor:
         """``[size, 3, crop, crop]`` in [0, 1], a function of ``(seed, step, rank)`` only."""
+        from fastdream.distill.dataset import draw_crop
+
         rng = np.random.default_rng([seed, step, rank, 2])
         out = []
         for _ in range(size):
-            img = self.photos[int(rng.integers(len(self.photos)))]
-            h, w = img.shape[-2:]
-            # the crop covers 1/4 .. all of the short side: scales from close-ups to whole pictures
-            frac = float(rng.uniform(0.25, 1.0))
-            scale = crop / (frac * min(h, w))
-            nh, nw = max(crop, round(h * scale)), max(crop, round(w * scale))
-            y0, x0 = int(rng.integers(nh - crop + 1)), int(rng.integers(nw - crop + 1))
-            # resample only the window: source box of the crop, then resize it
-            sy, sx = h / nh, w / nw
-            top, left = int(y0 * sy), int(x0 * sx)
-            bot, right = min(h, int(math.ceil((y0 + crop) * sy)) + 1), min(w, int(math.ceil((x0 + crop) * sx)) + 1)
-            c = F.interpolate(img[..., top:bot, left:right], size=(crop, crop), mode="bilinear",
-                              antialias=True, align_corners=False)[0]
-            if rng.random() < 0.5:
-                c = c.flip(-1)
+            c = draw_crop(self.photos, 0, self.recipe, rng=rng)[0][0]
             c = torch.rot90(c, int(rng.integers(4)), (1, 2))
-            c = _recolour(c, rng)
-            out.append(c.clamp(0, 1))
+            out.append(_recolour(c, rng).clamp(0, 1))
         return torch.stack(out).contiguous()
 
 
@@ -231,8 +217,11 @@ class FeatureLoss(torch.nn.Module):
     """Backbone-feature terms of the loss, from one forward pass of the output and one of the target.
 
     ``feature``: ``sum_l mean((f_l(out) - f_l(target))^2) / mean(f_l(target)^2)`` over ``layers``;
-    ``objective``: ``mean(relu(1 - obj(out) / obj(target)))`` for the teacher's objective ``obj`` (when
-    given): the output should climb the teacher's objective as far as the teacher did, no further.
+    ``style``: the same for Gram matrices over ``style_layers``;
+    ``objective``: the shortfall of the teacher's objective ``obj`` (when given) on the output from
+    ``target`` times its value on the teacher's dream, per patch (``patch_values``, ``_shortfall``): the
+    output should climb as far as the teacher did, everywhere, and no further. Both pictures are
+    mirrored outwards by ``margin`` pixels first (``pad``).
     """
 
     def __init__(self, backbone, layers, objective=None, margin: int = 0, style_layers=(), target: float = 1.0,
@@ -273,7 +262,7 @@ class FeatureLoss(torch.nn.Module):
             vo = self.patch_values(fo, ctx)  # [B, patches]
             with torch.no_grad():
                 vt = self.patch_values(ft, ctx)
-            terms["objective"] = _hinge(vo, vt, self.target)
+            terms["objective"] = _shortfall(vo, vt, self.target)
         return terms
 
 
@@ -286,8 +275,8 @@ class FeatureLoss(torch.nn.Module):
         return F.pad(x, (m, m, m, m), mode="reflect") if m > 0 else x
 
     def climb(self, out: torch.Tensor, inp: torch.Tensor, gain: float) -> torch.Tensor:
-        """``mean(relu(target * gain - obj(out) / obj(inp)))``: the objective term for crops without a
-        teacher dream, where ``gain`` is the teacher's typical ratio ``obj(dream) / obj(input)``."""
+        """The objective term for crops without a teacher dream: the shortfall of ``obj(out)`` from
+        ``target * gain * obj(inp)`` per patch, ``gain`` being the teacher's typical ``obj(dream) / obj(input)``."""
         from fastdream.engine.objectives import Context
 
         out, inp = self.pad(out), self.pad(inp)
@@ -296,7 +285,7 @@ class FeatureLoss(torch.nn.Module):
         with torch.no_grad():
             vi = self.patch_values(self.backbone.forward_taps(inp, taps), ctx)
         vo = self.patch_values(self.backbone.forward_taps(out, taps), ctx)
-        return _hinge(vo, vi * gain, self.target)
+        return _shortfall(vo, vi * gain, self.target)
 
     def patch_values(self, acts: dict, ctx) -> torch.Tensor:
         """The objective per patch of about ``self.patch`` pixels, ``[B, patches]`` (``[B, 1]`` with patch 0).
@@ -345,7 +334,7 @@ class FeatureLoss(torch.nn.Module):
         return float(np.median(ratios))
 
 
-def _hinge(vo: torch.Tensor, vt: torch.Tensor, target: float) -> torch.Tensor:
+def _shortfall(vo: torch.Tensor, vt: torch.Tensor, target: float) -> torch.Tensor:
     """The shortfall of ``vo`` from ``target * vt``, ``[B, K]`` each (K patches, or channels x patches):
     ``sum_k relu(target * vt - vo) / sum_k target * vt`` per picture, averaged over the batch. 0 when
     every part reaches the target; an excess in one part does not make up for another; parts where the
@@ -533,7 +522,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
             c = cfg.crop
             xa, ya = x[..., :c, :c], y[..., :c, :c]
             if photos is not None:  # one forward pass for both kinds of crops (one DDP reduction)
-                xu = photos.batch(step, rank, cfg.unpaired, c, cfg.seed)
+                xu = photos.batch(step, rank, cfg.unpaired, cfg.seed)
                 o_all = net(torch.cat([xa, xu]))
                 o, ou = o_all[:len(xa)], o_all[len(xa):]
             else:
