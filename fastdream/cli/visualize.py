@@ -62,7 +62,7 @@ def run(args) -> int:
 
     from fastdream.convert import resolve_device
     from fastdream.featvis.api import fit_size, get_backbone
-    from fastdream.featvis.metrics import psnr
+    from fastdream.metrics import psnr
     from fastdream.featvis.sheet import make_sheet, save_pil
     from fastdream.featvis.visualize import VisualizeConfig, headline, measure, optimize, parse_targets
     from fastdream.imageio import check_output_path, load_image, save_image

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import torch
 
 from fastdream.errors import FastdreamError, suggest
-from fastdream.featvis.metrics import psnr, ssim
+from fastdream.metrics import psnr, ssim
 from fastdream.featvis.param import FourierImage
 
 
