@@ -49,6 +49,24 @@ def cpu_native_bf16() -> bool:
     return False
 
 
+def fp32_strided_depthwise() -> bool:
+    """Should strided depthwise convolutions run in fp32 inside CPU bf16 autocast (when gradients flow)?
+
+    True on CPUs with AMX. There oneDNN (3.12, torch 2.13) runs the bf16 backward-data pass of a stride-2
+    depthwise convolution with a generic strided kernel (``brgconv_strided:avx512_core_bf16``) that is 3.4-4x
+    slower than its fp32 twin: measured on an Intel Xeon with AMX, channels-last, EfficientNet-Lite0's
+    96-channel 3x3 stride-2 convolution on a 1080p picture: forward + backward 904 ms in bf16 against 264 ms
+    in fp32; the three such convolutions before block9 took most of a bf16 forward+backward pass. Their
+    forward passes alone stay bf16 (fast). ``FASTDREAM_DW_FP32=0|1`` overrides the choice.
+    """
+    import os
+
+    env = os.environ.get("FASTDREAM_DW_FP32")
+    if env in ("0", "1"):
+        return env == "1"
+    return "amx_bf16" in cpu_flags()
+
+
 def _device(device) -> torch.device:
     return device if isinstance(device, torch.device) else torch.device(device)
 

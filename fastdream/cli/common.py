@@ -41,6 +41,24 @@ def number_list(s: str):
     return vals
 
 
+PRECISION_HELP = ("the backbone's precision: auto (the default: bf16 on CPUs with AVX512-BF16 or AMX and on CUDA "
+                  "GPUs with bf16, fp16 on other GPUs, fp32 on other CPUs), fp32, bf16, or fp16 (CUDA only); "
+                  "objectives, the update and the picture stay fp32")
+
+
+def add_precision_option(group) -> None:
+    """``--precision auto|fp32|bf16|fp16`` (checked against the device by :func:`resolve_precision`)."""
+    group.add_argument("--precision", default="auto", metavar="auto|fp32|bf16|fp16", help=PRECISION_HELP)
+
+
+def resolve_precision(args, device) -> str:
+    """The precision ``--precision`` means on ``device`` (``fp32``, ``bf16`` or ``fp16``); a bad one is
+    an :class:`InputError` naming what this device has."""
+    from fastdream.precision import resolve_precision as resolve
+
+    return resolve(getattr(args, "precision", "auto"), device)
+
+
 def add_dream_options(p: argparse.ArgumentParser, presets_help: str) -> None:
     """Objective and schedule flags of `fastdream dream` (also used by sheet, zoom, video, distill)."""
     g = p.add_argument_group("objective (several add up; WEIGHT may be negative to suppress)")
@@ -86,6 +104,7 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str) -> None:
     m.add_argument("--max-tile-pixels", type=number(int, 1024, 1 << 30),
                    help="pictures above this many pixels are dreamed tile by tile (memory budget)")
     m.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_precision_option(m)
     m.add_argument("--backbone", help="default: the embedded EfficientNet-Lite0; or a checkpoint file")
 
 
@@ -100,6 +119,7 @@ def dream_setup(args, size, device):
     from fastdream.engine.spec import build_objective, guide_objective
 
     overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
+    overrides["precision"] = resolve_precision(args, device)
     if args.sigma is not None:
         overrides["sigma"] = args.sigma if len(args.sigma) > 1 else args.sigma[0]
     cfg, preset_layers = make_config(args.preset, **overrides)
@@ -126,6 +146,7 @@ def dream_setup(args, size, device):
     import dataclasses
 
     params = {"preset": args.preset, "objective": repr(objective), **dataclasses.asdict(cfg),
+              "precision_requested": getattr(args, "precision", "auto"),
               "max_size": args.max_size, "backbone": args.backbone or "efficientnet-lite0"}
     return backbone, objective, cfg, params
 
