@@ -61,3 +61,25 @@ def test_bf16_dream_is_deterministic_and_climbs(lite0):
     v0 = d.evaluate(x)
     gain16, gain32 = d.evaluate(a) - v0, d.evaluate(f32) - v0
     assert gain32 > 0 and gain16 > 0.8 * gain32, (gain16, gain32)
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_no_host_reads_inside_an_octave(lite0, monkeypatch, tiled):
+    """Objective values and the NaN/inf decision stay tensors during the steps: no float()/item()/bool()
+    of a tensor while an octave runs (on a GPU each would wait for the device)."""
+    reads = []
+    for name in ("item", "__float__", "__bool__"):
+        orig = getattr(torch.Tensor, name)
+
+        def spy(self, *a, _orig=orig, _name=name, **k):
+            reads.append(_name)
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    x = torch.rand(1, 3, 72, 90, generator=torch.Generator().manual_seed(2))
+    cfg = DreamConfig(octaves=2, steps=4, precision="fp32", tile=48 if tiled else None, tile_overlap=8,
+                      min_octave_size=32)
+    steps_seen = []
+    Dreamer(lite0, Layer("block5"), cfg).run(x, progress=lambda d, t: steps_seen.append(len(reads)))
+    assert len(steps_seen) == 8
+    assert steps_seen[-1] == 0, reads
