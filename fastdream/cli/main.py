@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from fastdream.errors import FastdreamError
+    from fastdream.process import configure_process
+
+    configure_process()  # before torch loads: OpenMP's wait policy, malloc keeping freed memory
 
     command = ""
     try:

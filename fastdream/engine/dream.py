@@ -163,9 +163,8 @@ class Dreamer:
         if tile is None:
             if h * w <= cfg.max_tile_pixels:
                 return None
-            tile = int(math.sqrt(cfg.max_tile_pixels))
-        if tile >= h and tile >= w and cfg.tile is None:
-            return None
+            tile = ops.auto_tile(h, w, cfg.max_tile_pixels, cfg.tile_overlap)  # (th, tw): least work
+            return ops.tile_layout(h, w, tile, min(cfg.tile_overlap, min(tile) - 1), offset=offset)
         return ops.tile_layout(h, w, tile, min(cfg.tile_overlap, tile - 1), offset=offset)
 
     def gradient(self, img: torch.Tensor, shift=(0, 0), tile_offset=(0, 0), grad_out=None):
