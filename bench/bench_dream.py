@@ -7,8 +7,12 @@ Every loop dreams the same photo with the same objective, schedule and seed (a p
 
 - ``peers``: the loop as public DeepDream tools write it (NCHW float32 eager; torch.roll before and after;
   autograd; the update as a chain of small torch ops: normalize, add, clamp; F.interpolate + add for the
-  octaves; the whole picture at once);
-- ``peers_cl``: the same loop with a channels-last input (lever: memory layout);
+  octaves; the whole picture at once), on the backbone as such tools run it (every BatchNorm its own op)
+  with glibc's default malloc;
+- ``peers_malloc``: ... with malloc keeping freed memory (lever: no page faults per step,
+  ``fastdream.process``);
+- ``peers_fold``: ... and BatchNorm folded into the convolutions (lever: the frozen backbone's BN folded);
+- ``peers_cl``: ... and a channels-last input (lever: memory layout);
 - ``peers_cl_bf16``: ... and the backbone under bf16 autocast (lever: precision, without the fused step);
 - ``fused_fp32``: fastdream's engine, fp32, untiled (lever: the fused step and octave ops, against
   ``peers_cl``);
@@ -38,11 +42,26 @@ import torch
 import torch.nn.functional as F
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-LOOPS = ("peers", "peers_cl", "peers_cl_bf16", "fused_fp32", "fused", "fp32", "default")
+LOOPS = ("peers", "peers_malloc", "peers_fold", "peers_cl", "peers_cl_bf16", "fused_fp32", "fused", "fp32",
+         "default")
 
 
-def chain_loop(backbone, img, layer, cfg, *, channels_last: bool, precision: str):
+def chain_loop(backbone, img, layer, cfg, *, channels_last: bool, precision: str, fold: bool = True,
+               malloc: bool = True):
     """The peers' loop: same schedule and random stream as fastdream's engine, written in plain torch."""
+    from fastdream.backbones import efficientnet_lite
+    from fastdream.process import keep_freed_memory
+
+    keep_freed_memory(malloc)
+    efficientnet_lite.FOLD_BATCHNORM = fold
+    try:
+        return _chain_loop(backbone, img, layer, cfg, channels_last=channels_last, precision=precision)
+    finally:
+        efficientnet_lite.FOLD_BATCHNORM = True
+        keep_freed_memory(True)
+
+
+def _chain_loop(backbone, img, layer, cfg, *, channels_last: bool, precision: str):
     from fastdream.engine.dream import octave_sizes
 
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -130,7 +149,11 @@ def main(argv=None) -> int:
             return dataclasses.replace(base_cfg, **kw)
 
         runs = {
-            "peers": lambda: chain_loop(bb, img, layer, cfg(), channels_last=False, precision="fp32"),
+            "peers": lambda: chain_loop(bb, img, layer, cfg(), channels_last=False, precision="fp32", fold=False,
+                                        malloc=False),
+            "peers_malloc": lambda: chain_loop(bb, img, layer, cfg(), channels_last=False, precision="fp32",
+                                               fold=False),
+            "peers_fold": lambda: chain_loop(bb, img, layer, cfg(), channels_last=False, precision="fp32"),
             "peers_cl": lambda: chain_loop(bb, img, layer, cfg(), channels_last=True, precision="fp32"),
             "peers_cl_bf16": lambda: chain_loop(bb, img, layer, cfg(), channels_last=True, precision="bf16"),
             "fused_fp32": lambda: dream_tensor(img, objective, bb, cfg(precision="fp32", **untiled))[0],
@@ -178,7 +201,9 @@ def main(argv=None) -> int:
 
         ratio("default", "fp32")        # target >= 1.6
         ratio("default", "peers")       # target >= 2.5
-        ratio("peers_cl", "peers")      # channels-last
+        ratio("peers_malloc", "peers")  # malloc keeping freed memory
+        ratio("peers_fold", "peers_malloc")  # BatchNorm folded
+        ratio("peers_cl", "peers_fold")  # channels-last
         ratio("peers_cl_bf16", "peers_cl")  # precision alone
         ratio("fused_fp32", "peers_cl")     # the fused step and octave ops
         ratio("fused", "fused_fp32")    # precision with the fused step

@@ -27,19 +27,24 @@ M_MMAP_MAX = -4
 _done: dict[str, bool] = {}
 
 
-def keep_freed_memory() -> bool:
-    """Tell glibc malloc to keep freed memory for reuse (see the module doc). False where it cannot
-    (not glibc, or ``FASTDREAM_MALLOC=system``)."""
-    if "malloc" in _done:
+GLIBC_MMAP_MAX, GLIBC_TRIM_THRESHOLD = 65536, 128 * 1024  # glibc's defaults
+
+
+def keep_freed_memory(enabled: bool = True) -> bool:
+    """Tell glibc malloc to keep freed memory for reuse (see the module doc), or with ``enabled=False`` to
+    go back to glibc's defaults (the benchmarks measure both). False where it cannot (not glibc, or
+    ``FASTDREAM_MALLOC=system``)."""
+    if enabled and _done.get("malloc") is not None:
         return _done["malloc"]
     ok = False
     if os.environ.get("FASTDREAM_MALLOC", "").lower() != "system" and sys.platform.startswith("linux"):
+        mmap_max, trim = (0, 2**31 - 1) if enabled else (GLIBC_MMAP_MAX, GLIBC_TRIM_THRESHOLD)  # C ints
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            ok = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))  # an int
+            ok = bool(libc.mallopt(M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim))
         except (OSError, AttributeError):
             ok = False
-    _done["malloc"] = ok
+    _done["malloc"] = ok if enabled else None
     return ok
 
 

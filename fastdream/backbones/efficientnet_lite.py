@@ -167,10 +167,13 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
+FOLD_BATCHNORM = True  # False: every BatchNorm runs as its own op (the benchmarks measure both)
+
+
 def _frozen(conv: nn.Module, bn: nn.BatchNorm2d) -> bool:
     """Can ``bn(conv(x))`` run as one convolution? BatchNorm in eval mode, nothing trainable, and no hook
     on either module (whoever watches a BatchNorm's input, as the BatchNorm prior does, gets the real one)."""
-    return not (bn.training or bn.weight.requires_grad or bn.bias.requires_grad or conv.weight.requires_grad
+    return FOLD_BATCHNORM and not (bn.training or bn.weight.requires_grad or bn.bias.requires_grad or conv.weight.requires_grad
                 or bn._forward_hooks or bn._forward_pre_hooks or conv._forward_hooks or conv._forward_pre_hooks
                 or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
 

@@ -102,7 +102,8 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str) -> None:
     m.add_argument("--tile", type=number(int, 32, 1 << 16), help="tile size (default: tiles only for big pictures)")
     m.add_argument("--tile-overlap", type=number(int, 0, 4096))
     m.add_argument("--max-tile-pixels", type=number(int, 1024, 1 << 30),
-                   help="pictures above this many pixels are dreamed tile by tile (memory budget)")
+                   help="pictures above this many pixels are dreamed tile by tile (memory budget, in fp32 pixels: "
+                        "bf16/fp16 tiles hold twice as many; default 1048576)")
     m.add_argument("--device", default="auto", help="auto, cpu or cuda")
     add_precision_option(m)
     m.add_argument("--backbone", help="default: the embedded EfficientNet-Lite0; or a checkpoint file")

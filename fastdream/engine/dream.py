@@ -35,7 +35,8 @@ class DreamConfig:
     upper: float | tuple[float, ...] = 1.0
     tile: int | None = None           # tile size; None = automatic (tiles only above max_tile_pixels)
     tile_overlap: int = 64
-    max_tile_pixels: int = 1024 * 1024  # pictures larger than this are dreamed tile by tile (memory)
+    max_tile_pixels: int = 1024 * 1024  # pictures larger than this are dreamed tile by tile (memory);
+    #                                     in fp32: bf16/fp16 activations take half the bytes, so twice the pixels
     min_octave_size: int = 48         # the smallest octave keeps at least this many pixels per side
     init: str = "image"               # image | noise
     seed: int | None = 0
@@ -161,9 +162,10 @@ class Dreamer:
         cfg = self.config
         tile = cfg.tile
         if tile is None:
-            if h * w <= cfg.max_tile_pixels:
+            budget = cfg.max_tile_pixels * (1 if self.precision == "fp32" else 2)  # same bytes of activations
+            if h * w <= budget:
                 return None
-            tile = ops.auto_tile(h, w, cfg.max_tile_pixels, cfg.tile_overlap)  # (th, tw): least work
+            tile = ops.auto_tile(h, w, budget, cfg.tile_overlap)  # (th, tw): the least work
             return ops.tile_layout(h, w, tile, min(cfg.tile_overlap, min(tile) - 1), offset=offset)
         return ops.tile_layout(h, w, tile, min(cfg.tile_overlap, tile - 1), offset=offset)
 
