@@ -1,6 +1,6 @@
 """The DeepDream loop: octaves with detail re-injection, jitter, tiling for any size, the fused step.
 
-Data flow of one step (see DESIGN.md): picture -> jitter shift chosen -> backbone forward with taps
+Data flow of one step (docs/architecture.md): picture -> jitter shift chosen -> backbone forward with taps
 (on the rolled picture, whole or tile by tile) -> objective -> autograd gives the gradient of the rolled
 picture -> ``ops.dream_step`` smooths, normalizes, steps, clamps and un-rolls it in one pass, in place.
 """
@@ -277,6 +277,8 @@ class Dreamer:
                     dy, dx = 0, 0
                 to = tuple(int(v) for v in torch.randint(0, 1 << 16, (2,), generator=gen))
                 grad, _ = self.gradient(img, (dy, dx), to, grad_out=grad_buf)
+                layout = self._layout(H, W, to)
+                stats.tiles_per_step.append(1 if layout is None else len(layout))
                 if grad.shape == img.shape and grad_buf is None and self._layout(H, W) is not None:
                     grad_buf = grad
                 norms.append(ops.dream_step(img, grad, step_size=cfg.step_size, sigma=cfg.sigmas() or None,
