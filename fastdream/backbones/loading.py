@@ -277,7 +277,9 @@ def save_checkpoint(backbone: Backbone, path: str | os.PathLike, *, extra: dict 
     os.close(fd)
     try:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
+        from fastdream.imageio import replace_output
+
+        replace_output(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

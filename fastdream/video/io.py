@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from fastdream.errors import InputError
-from fastdream.imageio import check_input_file, check_output_folder
+from fastdream.imageio import check_input_file, check_output_folder, replace_output
 
 VIDEO_EXTS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
               ".gif": "gif"}
@@ -351,7 +351,7 @@ class VideoWriter:
                 self._audio_in.close()
                 self._audio_in = None
             if self._atomic:
-                os.replace(self._tmp, self.path)
+                replace_output(self._tmp, self.path)
         except BaseException:
             self._abort()
             raise
@@ -460,7 +460,7 @@ class PngSequenceWriter:
         self.folder.mkdir(exist_ok=True)
         for i in range(self.frames):
             name = self.pattern % i
-            os.replace(self._stage / name, self.folder / name)
+            replace_output(self._stage / name, self.folder / name)
         shutil.rmtree(self._stage, ignore_errors=True)
 
     def abort(self) -> None:
