@@ -29,6 +29,17 @@ def make_config(preset: str | None = None, **overrides) -> tuple[DreamConfig, li
     return cfg, list(p["layers"])
 
 
+def preset_objective(preset: str | None, objective: Objective | None, backbone, size) -> Objective:
+    """The objective that runs, by the one rule of ``fastdream.presets.OBJECTIVE_RULE``: an explicit
+    objective replaces the preset's; without one, the preset's (default ``classic``) layers."""
+    from fastdream.engine.spec import build_objective
+    from fastdream.presets import DEFAULT_PRESET, get_preset
+
+    if objective is not None:
+        return objective
+    return build_objective(backbone, tuple(size), layers=list(get_preset(preset or DEFAULT_PRESET)["layers"]))
+
+
 def dream(image: Any, objective: Objective | None = None, *, preset: str | None = None,
           layers: Sequence[str] | None = None, classes: Sequence[str | int] | None = None,
           backbone=None, device: str = "auto", max_size: int | None = None,
@@ -40,6 +51,8 @@ def dream(image: Any, objective: Objective | None = None, *, preset: str | None 
     ``objective``: an objective built from ``fastdream.objectives`` (``Layer``, ``Channel``, ``Neuron``,
     ``ClassLogit``, ``Guide``...), or ``layers=[...]`` / ``classes=[...]`` by name, or a ``preset``.
     ``config``: any ``DreamConfig`` field (octaves, steps, step_size, jitter, sigma, norm, tile, seed...).
+    An objective (or ``layers``/``classes``) replaces the preset's objective; the preset's schedule still
+    applies (the rule of the command line, ``fastdream.presets.OBJECTIVE_RULE``).
 
     >>> import fastdream
     >>> out = fastdream.dream("photo.jpg", preset="classic", steps=8, seed=1)
@@ -48,15 +61,14 @@ def dream(image: Any, objective: Objective | None = None, *, preset: str | None 
     from fastdream.engine.spec import build_objective
 
     dev = resolve_device(device)
-    cfg, preset_layers = make_config(preset, **config)
+    cfg, _ = make_config(preset, **config)
     bb = get_backbone(backbone, dev)
     x, back = to_tensor(image)
     x = x.to(dev)
     if objective is None:
         objective = build_objective(bb, tuple(x.shape[-2:]), layers=list(layers or []),
                                     classes=[str(c) for c in (classes or [])])
-    if objective is None:
-        objective = build_objective(bb, tuple(x.shape[-2:]), layers=preset_layers)
+    objective = preset_objective(preset, objective, bb, x.shape[-2:])
     result, stats = dream_tensor(x, objective, bb, cfg, max_size=max_size, progress=progress)
     out = back(result)
     return (out, stats) if return_stats else out

@@ -120,3 +120,145 @@ def test_replacing_an_output_keeps_its_mode(tmp_path, small):
     r = fd("dream", small, "-o", tmp_path / "new.png", *FAST, umask=0o077)
     assert r.returncode == 0, r.stderr
     assert mode(tmp_path / "new.png") == 0o600
+
+
+# -- 2. presets and objective flags: one rule, said in --help and in the report ------------------------
+def test_preset_with_an_objective_flag_records_what_ran(tmp_path, small, capsys):
+    rep = tmp_path / "r.json"
+    rc, err = run_main(["dream", small, "-o", tmp_path / "a.png", "--report", rep, *FAST, "--preset", "eyes",
+                        "--class", "jellyfish"], capsys)
+    assert rc == 0, err
+    params = json.loads(rep.read_text())["params"]
+    assert params["preset"] == "eyes" and params["steps"] == 2 and params["step_size"] == 0.015  # eyes' schedule
+    assert "ClassLogit(107" in params["objective"] and "block7" not in params["objective"]
+    assert "replace the 'eyes' preset's objective (block7 + block11)" in err  # said, not silent
+    # the default preset is named in the report, with its objective
+    rc, err = run_main(["dream", small, "-o", tmp_path / "b.png", "--report", rep, *FAST], capsys)
+    assert rc == 0, err
+    params = json.loads(rep.read_text())["params"]
+    assert params["preset"] == "classic" and params["objective"] == "Layer('block9', 'l2')"
+    assert err == ""
+    # the preset's objective and a class, as the rule says
+    rc, err = run_main(["dream", small, "-o", tmp_path / "c.png", "--report", rep, *FAST, "--preset", "eyes",
+                        "--layer", "block7", "--layer", "block11", "--class", "jellyfish"], capsys)
+    assert rc == 0, err
+    obj = json.loads(rep.read_text())["params"]["objective"]
+    assert "block7" in obj and "block11" in obj and "ClassLogit(107" in obj
+
+
+def test_the_rule_is_in_help_and_the_preset_table(capsys):
+    from fastdream.presets import OBJECTIVE_RULE
+
+    for cmd in ("dream", "zoom", "video", "sheet"):
+        r = fd(cmd, "--help")
+        assert r.returncode == 0
+        assert "replace the preset's objective" in " ".join(r.stdout.split()), cmd
+    assert "replace the preset's objective" in OBJECTIVE_RULE
+    r = fd("dream", "--list-presets")  # no input or -o needed
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
+    assert "block7 + block11" in rows["eyes"] and "12*" in rows["eyes"] and "0.015*" in rows["eyes"]
+    assert "(default)" in rows["classic"] and "block9" in rows["classic"]
+    assert "2* (scale 0.85, blend 0.15)" in rows["recursive"]
+    html = (REPO / "fastdream" / "web" / "static" / "index.html").read_text()
+    assert "replaces the preset's objective" in html
+
+
+def test_sheet_refuses_objective_flags(tmp_path, small, capsys):
+    out = tmp_path / "s.png"
+    rc, err = run_main(["sheet", small, "-o", out, "--class", "jellyfish", *FAST], capsys)
+    one_line_error(rc, err, "one layer or channel per tile")
+    assert not out.exists()
+
+
+def test_web_report_names_the_default_preset():
+    from fastdream.web.jobs import DreamRequest, Job, JobQueue
+
+    q = JobQueue(torch.device("cpu"))
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    job = Job(id="t", request=DreamRequest(picture=x, overrides={"octaves": 1, "steps": 1}))
+    _, report = q._dream(job)
+    assert report["params"]["preset"] == "classic" and report["params"]["objective"] == "Layer('block9', 'l2')"
+    job = Job(id="u", request=DreamRequest(picture=x, preset="eyes", classes=["jellyfish"],
+                                           overrides={"octaves": 1, "steps": 1}))
+    _, report = q._dream(job)
+    assert report["params"]["preset"] == "eyes" and report["params"]["objective"].startswith("ClassLogit(107")
+
+
+# -- 7. --help shows every default ---------------------------------------------------------------------
+def _leaf_parsers():
+    import argparse
+
+    from fastdream.cli.main import build_parser
+
+    def walk(p, name):
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield name, p
+        for a in subs:
+            for n, sp in a.choices.items():
+                yield from walk(sp, f"{name} {n}")
+
+    yield from walk(build_parser(), "fastdream")
+
+
+def test_help_shows_every_default():
+    import argparse
+
+    seen = {}
+    for name, p in _leaf_parsers():
+        fmt = p._get_formatter()
+        for a in p._actions:
+            if not a.option_strings or a.default in (None, argparse.SUPPRESS, False, []) or a.nargs == 0:
+                continue
+            text = " ".join(fmt._format_action(a).split())
+            assert "default" in text, (name, a.option_strings, text)
+            seen[(name, a.option_strings[-1])] = text
+    assert "(default: 2000)" in seen[("fastdream distill train", "--steps")]
+    assert "(default: 8)" in seen[("fastdream distill train", "--batch")]
+    assert "(default: 0.003)" in seen[("fastdream distill train", "--lr")]
+    assert "(default: 1)" in seen[("fastdream style", "--content-weight")]
+    # the schedule flags take the preset's values: the help says so, and what the default preset uses
+    r = fd("dream", "--help")
+    text = " ".join(r.stdout.split())
+    for flag, classic in [("--octaves OCTAVES", "4"), ("--steps STEPS", "10"), ("--step-size STEP_SIZE", "0.012"),
+                          ("--jitter JITTER", "32"), ("--octave-scale OCTAVE_SCALE", "1.4")]:
+        at = text.index(flag, text.index("schedule:"))
+        assert f"(default: from the preset; classic: {classic})" in text[at:at + 200], flag
+
+
+# -- 12. progress in a log ---------------------------------------------------------------------------
+def test_plain_progress_lines_off_a_terminal(tmp_path, small):
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    env["FASTDREAM_PROGRESS_EVERY"] = "0.3"
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:  # stderr to a file, as `fastdream dream ... 2> log` gives
+        r = subprocess.run([sys.executable, "-m", "fastdream.cli.main", "dream", str(small), "-o",
+                            str(tmp_path / "o.png"), "--octaves", "2", "--steps", "40"], stderr=f, env=env,
+                           timeout=600)
+    assert r.returncode == 0, log.read_text()
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 2 and all(line.startswith("small.jpg: ") and "/40 steps (" in line for line in lines), lines
+    assert lines[-1].startswith("small.jpg: 40/40 steps (100%)") and "\r" not in log.read_text()
+    # --progress none: nothing; a bar is only for terminals
+    with open(log, "w") as f:
+        r = subprocess.run([sys.executable, "-m", "fastdream.cli.main", "dream", str(small), "-o",
+                            str(tmp_path / "o.png"), "--octaves", "2", "--steps", "40", "--progress", "none"],
+                           stderr=f, env=env, timeout=600)
+    assert r.returncode == 0 and log.read_text() == ""
+
+
+def test_progress_helper_modes(monkeypatch, capsys):
+    from fastdream.cli import common
+
+    monkeypatch.setenv("FASTDREAM_PROGRESS_EVERY", "0")
+    monkeypatch.setattr(common, "_mode", {"progress": "plain"})
+    with common.progress_bar(None, "clip.mp4", unit="frame") as p:
+        p.update(1)
+        p.update(2)
+    assert capsys.readouterr().err.splitlines() == ["clip.mp4: 1 frames, 0 s", "clip.mp4: 3 frames, 0 s"]
+    monkeypatch.setattr(common, "_mode", {"progress": None})
+    assert common.progress_mode() == "none"  # TQDM_DISABLE (set by the tests) keeps auto quiet
+    monkeypatch.delenv("TQDM_DISABLE")
+    assert common.progress_mode() == "plain"  # pytest's stderr is not a terminal
+    assert common.progress_mode(enabled=False) == "none"

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import pathlib
 import time
 
 from fastdream.cli.common import number, progress_bar
-from fastdream.errors import InputError
+from fastdream.errors import FastdreamError, InputError
 
 
 def _iters(s: str):
@@ -81,18 +79,15 @@ def add_parser(sub):
     return p
 
 
-def parse_style(spec: str) -> tuple[str, float]:
-    """``"path.jpg:0.5"`` -> ``("path.jpg", 0.5)``; a path that exists as written wins over a weight."""
-    if ":" in spec and not os.path.exists(spec):
-        path, w = spec.rsplit(":", 1)
-        try:
-            weight = float(w)
-        except ValueError:
-            raise InputError(f"style {spec!r}: the weight {w!r} is not a number") from None
-        if not math.isfinite(weight) or weight < 0:
-            raise InputError(f"style {spec!r}: the weight must be a finite number >= 0")
-        return path, weight
-    return spec, 1.0
+def parse_style(spec: str, flag: str = "style") -> tuple[str, float]:
+    """``"path.jpg*0.5"`` (the weight form of every flag) or ``"path.jpg:0.5"`` -> ``("path.jpg", 0.5)``;
+    a path that exists as written wins over a weight."""
+    from fastdream.engine.spec import split_path_weight
+
+    try:
+        return split_path_weight(spec, flag, colon=True)
+    except FastdreamError as e:
+        raise InputError(str(e)) from None
 
 
 def run(args) -> int:

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 import time
 
-from fastdream.cli.common import add_dream_options, dream_setup, number
+from fastdream.cli.common import Progress, add_dream_options, dream_setup, number
 from fastdream.errors import InputError
 
 
@@ -86,13 +85,7 @@ def run(args) -> int:
     proc = DreamProcessor(backbone, objective, cfg, max_size=args.max_size)
     writer = vio.open_writer(out, W, H, args.fps, codec=codec, crf=args.crf)
     secs = []
-    bar = None
-    import os
-
-    if sys.stderr.isatty() and not os.environ.get("TQDM_DISABLE"):
-        from tqdm import tqdm
-
-        bar = tqdm(total=args.frames, desc="zoom", unit="frame", dynamic_ncols=True, file=sys.stderr)
+    bar = Progress(args.frames, "zoom", unit="frame")
     try:
         t = time.perf_counter()
         for f in zoom_frames(x.to(device), proc, args.frames, zoom=args.zoom, rotate=args.rotate,
@@ -101,15 +94,13 @@ def run(args) -> int:
             now = time.perf_counter()
             secs.append(now - t)
             t = now
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
         writer.close()
     except BaseException:
         writer.abort()
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if args.report:
         from fastdream.report import peak_rss_mb, write_report
 

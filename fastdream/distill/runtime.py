@@ -232,7 +232,9 @@ class FilterRunner:
 def describe(runner: FilterRunner) -> str:
     """One line about a filter: what it was distilled from and how it runs."""
     t = runner.teacher
-    what = f"preset {t.get('preset')}" if t.get("preset") else (t.get("objective") or "unknown teacher")
+    what = ", ".join(v for v in (f"preset {t['preset']}" if t.get("preset") else "",
+                                 f"objective {t['objective']}" if t.get("objective") else "") if v) \
+        or "unknown teacher"
     kind = "fastdream filter" if runner.is_fastdream else "foreign ONNX model (no fastdream metadata)"
     return f"{runner.path.name}: {kind}, {what}, {runner.provider}"
 

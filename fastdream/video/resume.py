@@ -232,19 +232,8 @@ class JobInterrupted(FastdreamError):
         self.frames_done = frames_done
 
 
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def close(self):
-        pass
-
-
 def _bar(total, initial, enabled):
-    if enabled is None or enabled is True:
-        enabled = sys.stderr.isatty() and not os.environ.get("TQDM_DISABLE")
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
+    from fastdream.cli.common import Progress
 
-    return tqdm(total=total, initial=initial, desc="video", unit="frame", dynamic_ncols=True, file=sys.stderr)
+    return Progress(total, "video", unit="frame", enabled=None if enabled in (None, True) else False,
+                    initial=initial)

@@ -356,14 +356,9 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
     n = 0
     t_first = None
     interrupted = False
-    bar = None
-    if progress and sys.stderr.isatty():
-        import os
+    from fastdream.cli.common import Progress
 
-        if not os.environ.get("TQDM_DISABLE"):
-            from tqdm import tqdm
-
-            bar = tqdm(total=max_frames, desc=source.name, unit="frame", dynamic_ncols=True, file=sys.stderr)
+    bar = Progress(max_frames, source.name, unit="frame", enabled=None if progress else False)
     t_proc = 0.0
     try:
         while max_frames is None or n < max_frames:
@@ -381,8 +376,7 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
             latencies.append((time.perf_counter() - t_arrival) * 1e3)
             prev_in, prev_out = frame, out
             n += 1
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
             if any(getattr(s, "closed", False) for s in sinks):
                 break
     except KeyboardInterrupt:
@@ -391,8 +385,7 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
         interrupted = True  # stopping a live stream is the normal way to end it
     finally:
         feed.stop()
-        if bar is not None:
-            bar.close()
+        bar.close()
     wall = time.perf_counter() - (t_first or time.perf_counter())
     errs = coherence.warp_errors
     lat = sorted(latencies)
