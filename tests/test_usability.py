@@ -262,3 +262,44 @@ def test_progress_helper_modes(monkeypatch, capsys):
     monkeypatch.delenv("TQDM_DISABLE")
     assert common.progress_mode() == "plain"  # pytest's stderr is not a terminal
     assert common.progress_mode(enabled=False) == "none"
+
+
+# -- 5. --neuron inside the layer's grid -------------------------------------------------------------
+def test_neuron_outside_the_grid_is_refused(tmp_path, small, capsys):
+    out = tmp_path / "n.png"
+    rc, err = run_main(["dream", small, "-o", out, "--neuron", "block12:5:30:40", *FAST], capsys)
+    one_line_error(rc, err, "position (30, 40) is outside block12's 2x3 grid for a 96x64 dream")
+    assert not out.exists()
+    # with --max-size the dream (and the grid) is smaller than the picture
+    rc, err = run_main(["dream", EXAMPLE, "-o", out, "--neuron", "block12:5:5:5", "--max-size", "96", *FAST], capsys)
+    one_line_error(rc, err, "grid for a 96x64 dream")
+    rc, err = run_main(["dream", small, "-o", out, "--neuron", "block12:5:1:2", *FAST], capsys)
+    assert rc == 0, err
+    assert Image.open(out).size == (96, 64)
+
+
+# -- 6. one weight syntax -----------------------------------------------------------------------------
+def test_star_weights_everywhere_and_hints_for_the_other_form(tmp_path, small, capsys):
+    out, rep = tmp_path / "w.png", tmp_path / "r.json"
+    style = tmp_path / "style.png"
+    Image.open(EXAMPLE).resize((64, 48)).rotate(90, expand=True).save(style)
+    # --style takes *W like every flag (and :W as before)
+    for spec in (f"{style}*20", f"{style}:20"):
+        rc, err = run_main(["dream", small, "-o", out, "--report", rep, *FAST, "--style", spec], capsys)
+        assert rc == 0, (spec, err)
+        assert "StyleObjective" in json.loads(rep.read_text())["params"]["objective"]
+    from fastdream.cli.style import parse_style
+
+    assert parse_style(f"{style}*2") == (str(style), 2.0) and parse_style(f"{style}:2") == (str(style), 2.0)
+    assert parse_style(str(style)) == (str(style), 1.0)
+    # the other form where *W is meant: the message says how to write it
+    out = tmp_path / "never.png"
+    rc, err = run_main(["dream", small, "-o", out, *FAST, "--guide", f"{style}:2"], capsys)
+    one_line_error(rc, err, f"no such file; for a weight write '{style}*2'")
+    rc, err = run_main(["dream", small, "-o", out, *FAST, "--class", "jellyfish:2"], capsys)
+    one_line_error(rc, err, "for a weight write 'jellyfish*2'")
+    rc, err = run_main(["dream", small, "-o", out, *FAST, "--layer", "block9:0.5"], capsys)
+    one_line_error(rc, err, "for a weight write 'block9*0.5'")
+    rc, err = run_main(["dream", small, "-o", out, *FAST, "--style", f"{style}*x"], capsys)
+    one_line_error(rc, err, "the weight 'x' is not a number")
+    assert not out.exists()

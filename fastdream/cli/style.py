@@ -36,11 +36,14 @@ def add_parser(sub):
     p = sub.add_parser("style", help="neural style transfer (Gatys et al.)", description=(
         "Paint CONTENT in the style of one or more STYLE pictures (Gatys et al.): content loss at "
         f"{DEFAULT_CONTENT_LAYER}, Gram-matrix style losses at {', '.join(DEFAULT_STYLE_LAYERS)} of the embedded "
-        "EfficientNet-Lite0. STYLE:WEIGHT blends several styles (weights are normalized). Large outputs are "
+        "EfficientNet-Lite0. STYLE*WEIGHT (or STYLE:WEIGHT) blends several styles (weights are normalized). "
+        "Large outputs are "
         "made coarse to fine and evaluated tile by tile."),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("content", help="the picture to paint")
-    p.add_argument("styles", nargs="+", metavar="STYLE[:WEIGHT]", help="style picture(s), optional weight (default 1)")
+    p.add_argument("styles", nargs="+", metavar="STYLE[*WEIGHT]",
+                   help="style picture(s), optional weight as on every flag, e.g. painting.jpg*2 (painting.jpg:2 "
+                        "works too; default weight 1)")
     p.add_argument("-o", "--output", required=True, help="output picture (.png .jpg .webp .tif .bmp)")
     p.add_argument("--report", help="write a JSON report here ('-': stdout)")
     p.add_argument("--quality", type=number(int, 1, 100), default=95, help="JPEG/WebP quality (default 95)")
