@@ -12,7 +12,7 @@ from fastdream.backbones import load_backbone
 from fastdream.errors import FastdreamError
 from fastdream.featvis.invert import (InvertConfig, alpha_prior, invert_layers, resolve_layers, table_csv,
                                       table_markdown, tv_prior)
-from fastdream.featvis.metrics import gaussian_window, psnr, ssim
+from fastdream.metrics import gaussian_window, psnr, ssim
 from fastdream.imageio import load_image
 
 from conftest import DATA

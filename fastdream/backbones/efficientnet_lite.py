@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastdream.precision import fp32_strided_depthwise
+
 # Input normalization of the TensorFlow Lite models: (pixel - 127) / 128 on 0..255, i.e. on [0, 1]:
 MEAN = (127.0 / 255.0,) * 3
 STD = (128.0 / 255.0,) * 3
@@ -104,8 +106,18 @@ class SameConv2d(nn.Conv2d):
         super().__init__(cin, cout, kernel, stride, padding=kernel // 2 if symmetric else 0,
                          groups=groups, bias=False)
         self._dynamic = not symmetric
+        # A strided depthwise convolution runs in fp32 inside bf16 autocast on CPUs where oneDNN's bf16
+        # backward-data for it falls off the fast path (see fastdream.precision.fp32_strided_depthwise).
+        self._fp32_island = stride > 1 and groups > 1 and groups == cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, C, H, W]
+        if (self._fp32_island and x.device.type == "cpu" and torch.is_grad_enabled()
+                and torch.is_autocast_enabled("cpu") and fp32_strided_depthwise()):
+            with torch.autocast("cpu", enabled=False):
+                return self._forward(x.float())
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._dynamic:
             pads = []
             for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride):

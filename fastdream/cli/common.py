@@ -41,6 +41,24 @@ def number_list(s: str):
     return vals
 
 
+PRECISION_HELP = ("the backbone's precision: auto (the default: bf16 on CPUs with AVX512-BF16 or AMX and on CUDA "
+                  "GPUs with bf16, fp16 on other GPUs, fp32 on other CPUs), fp32, bf16, or fp16 (CUDA only); "
+                  "objectives, the update and the picture stay fp32")
+
+
+def add_precision_option(group) -> None:
+    """``--precision auto|fp32|bf16|fp16`` (checked against the device by :func:`resolve_precision`)."""
+    group.add_argument("--precision", default="auto", metavar="auto|fp32|bf16|fp16", help=PRECISION_HELP)
+
+
+def resolve_precision(args, device) -> str:
+    """The precision ``--precision`` means on ``device`` (``fp32``, ``bf16`` or ``fp16``); a bad one is
+    an :class:`InputError` naming what this device has."""
+    from fastdream.precision import resolve_precision as resolve
+
+    return resolve(getattr(args, "precision", "auto"), device)
+
+
 class _ListPresets(argparse.Action):
     """``--list-presets``: print what each preset sets and exit (like --version, no other flag needed)."""
 
@@ -134,6 +152,7 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str) -> None:
                    help=f"pictures above this many pixels are dreamed tile by tile (memory budget; "
                         f"default: {d.max_tile_pixels})")
     m.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_precision_option(m)
     m.add_argument("--backbone", help="a checkpoint file (default: the embedded EfficientNet-Lite0)")
 
 
@@ -162,6 +181,7 @@ def dream_setup(args, size, device):
     from fastdream.presets import DEFAULT_PRESET
 
     overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
+    overrides["precision"] = resolve_precision(args, device)
     if args.sigma is not None:
         overrides["sigma"] = args.sigma if len(args.sigma) > 1 else args.sigma[0]
     cfg, _ = make_config(args.preset, **overrides)
@@ -196,6 +216,7 @@ def dream_setup(args, size, device):
     import dataclasses
 
     params = {"preset": args.preset or DEFAULT_PRESET, "objective": repr(objective), **dataclasses.asdict(cfg),
+              "precision_requested": getattr(args, "precision", "auto"),
               "max_size": args.max_size, "backbone": args.backbone or "efficientnet-lite0"}
     return backbone, objective, cfg, params
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pathlib
 
-from fastdream.cli.common import Timer, add_dream_options, number, progress_bar
+from fastdream.cli.common import Timer, add_dream_options, add_precision_option, number, progress_bar, resolve_precision
 from fastdream.errors import FastdreamError, InputError
 
 
@@ -88,6 +88,7 @@ def add_parser(sub):
     t.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="same seed, same training")
     t.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads per process (default: torch's choice)")
     t.add_argument("--backbone", help="backbone of the feature loss (default: the embedded EfficientNet-Lite0)")
+    add_precision_option(t)
     t.add_argument("--report", help="write a JSON report here")
     t.set_defaults(func=run_train)
 
@@ -172,7 +173,8 @@ def run_train(args) -> int:
                       style_layers=[s for s in args.style_layers.split(",") if s.strip()],
                       feature_layers=[s for s in args.feature_layers.split(",") if s.strip()],
                       temporal_weight=args.temporal_weight, val_every=args.val_every, eval_every=args.eval_every,
-                      save_every=args.save_every, seed=args.seed)
+                      save_every=args.save_every, seed=args.seed,
+                      precision=resolve_precision(args, "cpu"))
     res = train(args.data, args.output, cfg, resume=args.resume, backbone=args.backbone, progress=True)
     if args.report and res.get("rank", 0) == 0:
         from fastdream.report import write_report

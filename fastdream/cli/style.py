@@ -5,7 +5,7 @@ import argparse
 import pathlib
 import time
 
-from fastdream.cli.common import number, progress_bar
+from fastdream.cli.common import add_precision_option, number, progress_bar, resolve_precision
 from fastdream.errors import FastdreamError, InputError
 
 
@@ -77,6 +77,7 @@ def add_parser(sub):
                    help="pictures above this many pixels are evaluated tile by tile (memory budget)")
     m.add_argument("--tile", type=number(int, 64, 1 << 15), help="tile size (default: from --max-tile-pixels)")
     m.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_precision_option(m)
     m.add_argument("--backbone", help="default: the embedded EfficientNet-Lite0; or a checkpoint file")
     p.set_defaults(func=run)
     return p
@@ -123,6 +124,7 @@ def run(args) -> int:
                       init="noise" if args.init == "noise" else "content", seed=args.seed,
                       max_tile_pixels=args.max_tile_pixels, tile=args.tile, pyramid=args.pyramid)
     device = resolve_device(args.device)
+    cfg.precision = resolve_precision(args, device)
     backbone = get_backbone(args.backbone, device)
     engine = StyleTransfer(backbone, cfg)           # unknown layers raise here, with suggestions
     plan = engine.schedule(*content.shape[-2:])     # sizes too small for the layers raise here

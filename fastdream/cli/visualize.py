@@ -5,7 +5,7 @@ import argparse
 import pathlib
 import time
 
-from fastdream.cli.common import number, progress_bar
+from fastdream.cli.common import add_precision_option, number, progress_bar, resolve_precision
 from fastdream.errors import FastdreamError, InputError
 
 
@@ -41,6 +41,7 @@ def add_parser(sub):
     m = p.add_argument_group("backbone and output")
     m.add_argument("--backbone", help="default: the embedded EfficientNet-Lite0; or a checkpoint (fastdream finetune)")
     m.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_precision_option(m)
     m.add_argument("--quality", type=number(int, 1, 100), default=95, help="JPEG/WebP quality (default 95)")
     m.add_argument("--report", help="write a JSON report here ('-' for stdout)")
     p.set_defaults(func=run)
@@ -62,7 +63,7 @@ def run(args) -> int:
 
     from fastdream.convert import resolve_device
     from fastdream.featvis.api import fit_size, get_backbone
-    from fastdream.featvis.metrics import psnr
+    from fastdream.metrics import psnr
     from fastdream.featvis.sheet import make_sheet, save_pil
     from fastdream.featvis.visualize import VisualizeConfig, headline, measure, optimize, parse_targets
     from fastdream.imageio import check_output_path, load_image, save_image
@@ -74,6 +75,7 @@ def run(args) -> int:
     if not (args.classes or args.channels or args.neurons):
         raise FastdreamError("nothing to visualize: give --class, --channel or --neuron")
     device = resolve_device(args.device)
+    precision = resolve_precision(args, device)
     x0 = None
     size = (args.size, args.size)
     if args.init:
@@ -83,14 +85,14 @@ def run(args) -> int:
     backbone = get_backbone(args.backbone, device)
     targets = parse_targets(backbone, size, args.classes, args.channels, args.neurons)
     cfg = VisualizeConfig(size=size, steps=args.steps, lr=args.lr, variants=args.variants,
-                          diversity=args.diversity, seed=args.seed)
+                          diversity=args.diversity, seed=args.seed, precision=precision)
     cfg.validate()
     with progress_bar(cfg.steps, "visualize") as update:
         images, stats = optimize(backbone, targets, cfg, init=x0, progress=update, device=device)
     figs = measure(backbone, targets, images)
     params = {"command": "visualize", "targets": [t.label for t in targets], "size": [size[1], size[0]],
               "steps": cfg.steps, "lr": cfg.lr, "variants": cfg.variants, "diversity": cfg.diversity,
-              "seed": cfg.seed, "from": args.init, "backbone": args.backbone or "efficientnet-lite0"}
+              "seed": cfg.seed, "precision": precision, "from": args.init, "backbone": args.backbone or "efficientnet-lite0"}
     if cfg.variants == 1:
         save_image(images.cpu(), out, params=params, quality=args.quality)
     else:

@@ -43,6 +43,7 @@ class DreamConfig:
     recursion_scale: float = 0.85
     recursion_blend: float = 0.15
     channels_last: bool = True
+    precision: str = "auto"           # the backbone's: auto | fp32 | bf16 | fp16 (see fastdream.precision)
 
     def validate(self) -> None:
         def bad(msg):
@@ -71,6 +72,10 @@ class DreamConfig:
             bad(f"tile size must be >= 32 pixels, got {self.tile!r}")
         if self.tile_overlap < 0 or (self.tile is not None and self.tile_overlap >= self.tile):
             bad(f"tile overlap must be >= 0 and smaller than the tile, got {self.tile_overlap!r}")
+        from fastdream.precision import PRECISIONS
+
+        if str(self.precision).lower() not in PRECISIONS:
+            bad(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.init not in ("image", "noise"):
             bad(f"init must be 'image' or 'noise', got {self.init!r}")
         if not isinstance(self.recursions, int) or self.recursions < 0:
@@ -94,6 +99,7 @@ class DreamStats:
     skipped_steps: int = 0            # steps whose gradient had NaN/inf (left the picture unchanged)
     tiles_per_step: list = dataclasses.field(default_factory=list)
     octave_sizes: list = dataclasses.field(default_factory=list)
+    precision: str = "fp32"           # the backbone's precision actually used
 
 
 def octave_sizes(h: int, w: int, octaves: int, scale: float, min_size: int) -> list[tuple[int, int]]:
@@ -116,6 +122,9 @@ class Dreamer:
         self.config = config or DreamConfig()
         self.config.validate()
         self.taps = sorted(objective.taps())
+        from fastdream.precision import resolve_precision
+
+        self.precision = resolve_precision(self.config.precision, backbone.mean.device)
 
     # -- objective and gradient -----------------------------------------------------------------
     def _value_and_grad(self, x: torch.Tensor, ctx: Context):
@@ -131,7 +140,7 @@ class Dreamer:
             return value, g
         xin = x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
         ctx.image = x
-        acts = self.backbone.forward_taps(xin, self.taps) if self.taps else {}
+        acts = self.backbone.forward_taps(xin, self.taps, self.precision) if self.taps else {}
         total, grad = 0.0, torch.zeros_like(x)
         for i, (w, o) in enumerate(terms):
             v = (w * o(acts, ctx)).sum()
@@ -145,7 +154,7 @@ class Dreamer:
         """Objective values ``[B]`` of the network input ``x`` (the rolled picture or a tile)."""
         xin = x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
         ctx.image = x
-        acts = self.backbone.forward_taps(xin, self.taps) if self.taps else {}
+        acts = self.backbone.forward_taps(xin, self.taps, self.precision) if self.taps else {}
         return self.objective(acts, ctx)
 
     def _layout(self, h: int, w: int, offset=(0, 0)):
@@ -161,29 +170,38 @@ class Dreamer:
 
     def gradient(self, img: torch.Tensor, shift=(0, 0), tile_offset=(0, 0), grad_out=None):
         """Gradient of the objective w.r.t. ``torch.roll(img, shift)`` (what dream_step expects), and
-        the objective value (mean over tiles). ``img``: ``[1, 3, H, W]``."""
+        the objective value (mean over tiles) as a 0-d tensor on the picture's device: reading it is
+        the caller's choice, so a step does not wait for the device. ``img``: ``[1, 3, H, W]``."""
         H, W = img.shape[-2:]
         rolled = torch.roll(img, shifts=shift, dims=(2, 3)) if shift != (0, 0) else img
         layout = self._layout(H, W, tile_offset)
         if layout is None:
             x = rolled.detach().requires_grad_(True)
             value, g = self._value_and_grad(x, Context((H, W), shift))
-            return g.contiguous(), float(value.detach())  # channels-last backbones give NHWC gradients
+            return g.contiguous(), value.detach()  # channels-last backbones give NHWC gradients
         grad = grad_out if grad_out is not None else torch.empty_like(img)
         grad.zero_()
-        total = 0.0
+        total = torch.zeros((), device=img.device)
         for n in range(len(layout)):
             tile = ops.extract_tiles(rolled, layout, start=n, count=1)[0]  # [1, 3, th, tw]
             ty, tx = layout.ys[n // len(layout.xs)], layout.xs[n % len(layout.xs)]
             x = tile.requires_grad_(True)
             value, g = self._value_and_grad(x, Context((H, W), shift, (ty, tx, layout.tile_h, layout.tile_w)))
             ops.accumulate_tiles(g.contiguous()[None], layout, grad, start=n)
-            total += float(value.detach())
+            total += value.detach()
         return grad, total / len(layout)
 
     @torch.no_grad()
     def evaluate(self, img: torch.Tensor) -> float:
-        """The objective on ``img`` without jitter, at full size (tiled like the dream when large)."""
+        """The objective on ``img`` without jitter, at full size (tiled like the dream when large), with
+        the backbone in fp32 whatever the dream's precision, so figures compare across precisions."""
+        dream_precision, self.precision = self.precision, "fp32"
+        try:
+            return self._evaluate(img)
+        finally:
+            self.precision = dream_precision
+
+    def _evaluate(self, img: torch.Tensor) -> float:
         H, W = img.shape[-2:]
         layout = self._layout(H, W)
         if layout is None:
@@ -215,7 +233,7 @@ class Dreamer:
             start = noise.to(original.device)
         else:
             start = original
-        stats = DreamStats()
+        stats = DreamStats(precision=self.precision)
         rounds = cfg.recursions + 1
         sizes = octave_sizes(*original.shape[-2:], cfg.octaves, cfg.octave_scale, cfg.min_octave_size)
         total = rounds * len(sizes) * cfg.steps

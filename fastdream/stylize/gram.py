@@ -11,15 +11,7 @@ from typing import Sequence
 import torch
 
 from fastdream.errors import FastdreamError
-
-
-def gram_matrix(feat: torch.Tensor) -> torch.Tensor:
-    """Gram matrices ``[B, C, C]`` of feature maps ``feat: [B, C, H, W]``: ``F F^T / (C*H*W)``."""
-    if feat.dim() != 4:
-        raise FastdreamError(f"gram_matrix needs feature maps [B, C, H, W], got shape {tuple(feat.shape)}")
-    B, C, H, W = feat.shape
-    f = feat.reshape(B, C, H * W)
-    return torch.bmm(f, f.transpose(1, 2)) / float(C * H * W)
+from fastdream.metrics import gram_matrix  # noqa: F401  (the one Gram matrix; re-exported here)
 
 
 def gram_sum(feat: torch.Tensor) -> torch.Tensor:
