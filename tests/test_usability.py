@@ -303,3 +303,56 @@ def test_star_weights_everywhere_and_hints_for_the_other_form(tmp_path, small, c
     rc, err = run_main(["dream", small, "-o", out, *FAST, "--style", f"{style}*x"], capsys)
     one_line_error(rc, err, "the weight 'x' is not a number")
     assert not out.exists()
+
+
+# -- 3. zoom to PNG frames ------------------------------------------------------------------------------
+@pytest.mark.parametrize("target", ["frames", "frames/f_%05d.png"])
+def test_zoom_writes_png_frames(tmp_path, small, capsys, target):
+    out = tmp_path / target
+    if "%" in target:
+        (tmp_path / "frames").mkdir()
+    rc, err = run_main(["zoom", small, "-o", out, "--frames", "3", *FAST], capsys)
+    assert rc == 0, err
+    names = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    assert names == ([f"f_{i:05d}.png" for i in range(3)] if "%" in target else [f"frame_{i:05d}.png" for i in range(3)])
+    frames = [np.asarray(Image.open(tmp_path / "frames" / n), dtype=float) for n in names]
+    assert frames[0].shape == (64, 96, 3)  # odd or even, PNG frames keep the size
+    assert np.abs(frames[2] - frames[0]).mean() > 1.0  # it zoomed
+    rc, err = run_main(["zoom", small, "-o", tmp_path / "nofolder" / "f_%05d.png", "--frames", "2", *FAST], capsys)
+    one_line_error(rc, err, "does not exist")
+
+
+# -- 4. video: no false "damaged" warning with --frames; the audio cut with the frames ----------------
+@pytest.fixture(scope="module")
+def pan(tmp_path_factory):
+    from test_video import make_pan_clip
+
+    return make_pan_clip(tmp_path_factory.mktemp("pan") / "pan.mp4", frames=24, size=(64, 48), fps=24)
+
+
+def test_video_frames_to_stdout_loses_nothing(pan, tmp_path, capsysbinary):
+    from fastdream.cli.main import main
+
+    rep = tmp_path / "r.json"
+    rc = main(["video", str(pan), "-o", "-", "--frames", "2", "--report", str(rep), "--octaves", "1", "--steps", "0"])
+    cap = capsysbinary.readouterr()
+    assert rc == 0, cap.err
+    assert len(cap.out) == 2 * 64 * 48 * 3  # two raw frames
+    assert b"could not be decoded" not in cap.err
+    report = json.loads(rep.read_text())
+    assert report["lost_frames"] == 0 and report["frames_out"] == 2
+
+
+def test_video_frames_cuts_the_audio(pan, tmp_path, capsys):
+    import av
+
+    from fastdream.cli.main import main
+
+    out = tmp_path / "short.mp4"
+    rc = main(["video", str(pan), "-o", str(out), "--frames", "6", "--octaves", "1", "--steps", "0"])
+    assert rc == 0, capsys.readouterr().err
+    with av.open(str(out)) as c:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        assert v.frames == 6
+        audio_end = max(float((p.pts + p.duration) * p.time_base) for p in c.demux(a) if p.pts is not None)
+    assert 0.2 <= audio_end <= 0.25 + 0.05, audio_end  # 6 frames at 24 fps, not the clip's 1 s

@@ -186,8 +186,9 @@ def run_job(input_path, output, processor, coherence, device, params: dict, *, r
             writer.abort()
             raise
     else:
+        cut = max_frames is not None and n >= max_frames  # --frames stopped before the end: so does the audio
         writer = vio.open_writer(output, info.width, info.height, info.fps, codec=codec, crf=crf,
-                                 audio_from=str(input_path))
+                                 audio_from=str(input_path), audio_until=frames / float(info.fps) if cut else None)
         try:
             for i in range(frames):
                 f = vio.read_png(work.frame_path(i))

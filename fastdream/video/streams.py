@@ -360,10 +360,12 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
 
     bar = Progress(max_frames, source.name, unit="frame", enabled=None if progress else False)
     t_proc = 0.0
+    ended = False  # the source ran out (not stopped after max_frames): only then are missing frames lost
     try:
         while max_frames is None or n < max_frames:
             item = feed.get()
             if item is None:
+                ended = True
                 break
             _, frame, t_arrival = item
             if t_first is None:
@@ -397,7 +399,7 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
         "seconds_per_frame": round(t_proc / n, 4) if n else None,
         "audio_copied": False,
         "dropped_frames": feed.dropped if drop else 0,
-        "lost_frames": getattr(source, "lost", 0),
+        "lost_frames": getattr(source, "lost", 0) if ended else 0,
         "latency_ms": {"mean": round(sum(lat) / len(lat), 2), "p50": round(lat[len(lat) // 2], 2),
                        "p95": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 2),
                        "max": round(lat[-1], 2)} if lat else None,
