@@ -356,3 +356,139 @@ def test_video_frames_cuts_the_audio(pan, tmp_path, capsys):
         assert v.frames == 6
         audio_end = max(float((p.pts + p.duration) * p.time_base) for p in c.demux(a) if p.pts is not None)
     assert 0.2 <= audio_end <= 0.25 + 0.05, audio_end  # 6 frames at 24 fps, not the clip's 1 s
+
+
+# -- 11. video --filter names the shipped filter --------------------------------------------------------
+def test_video_filter_by_name_and_by_default(pan, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    import av
+
+    from fastdream.cli.main import main
+    from fastdream.distill.runtime import DEFAULT_FILTER
+
+    def frames(path):
+        with av.open(str(path)) as c:
+            return [f.to_ndarray(format="rgb24").astype(float) for f in c.decode(video=0)]
+
+    src = frames(pan)[:2]
+    outs = {}
+    for how in (["--filter"], ["--filter", "default"], ["--filter", str(DEFAULT_FILTER)]):
+        out, rep = tmp_path / f"f{len(outs)}.mp4", tmp_path / "r.json"
+        rc = main(["video", str(pan), "-o", str(out), "--frames", "2", "--report", str(rep), "--no-flow", *how])
+        assert rc == 0, capsys.readouterr().err
+        got = frames(out)
+        assert len(got) == 2 and np.abs(got[0] - src[0]).mean() > 3.0  # the filter changed the frames
+        assert json.loads(rep.read_text())["processor"].startswith("filter:")
+        outs[" ".join(how)] = got
+    a, b = outs["--filter"], outs["--filter default"]
+    assert np.abs(a[1] - b[1]).max() == 0  # no value = the shipped default
+    rc = main(["video", str(pan), "-o", str(tmp_path / "x.mp4"), "--frames", "2", "--filter", "nope"])
+    one_line_error(rc, capsys.readouterr().err, "nor the name of a shipped filter (default")
+    assert not (tmp_path / "x.mp4").exists()
+
+
+# -- 9. errors in one line ----------------------------------------------------------------------------
+def test_serve_on_a_busy_port_is_one_line(tmp_path):
+    pytest.importorskip("uvicorn")
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+    try:
+        r = fd("serve", "--port", port, timeout=120)
+    finally:
+        s.close()
+    one_line_error(r.returncode, r.stderr, f"cannot listen on 127.0.0.1:{port}: address already in use")
+    assert "choose another --port" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ck")
+    torch.save({"format": "x", "m": torch.nn.Linear(2, 2)}, d / "pickled.pt")
+    torch.save({"a": torch.zeros(1000)}, d / "good.pt")
+    b = (d / "good.pt").read_bytes()
+    (d / "corrupt.pt").write_bytes(b[: len(b) // 2])
+    (d / "text.pt").write_text("hello, not a checkpoint")
+    return d
+
+
+@pytest.mark.parametrize("name,msg", [
+    ("pickled", "it holds pickled Python objects (torch.nn.modules.linear.Linear), which fastdream does not load "
+                "(unpickling can run code)"),
+    ("corrupt", "the file is damaged or truncated"),
+    ("text", "not a file torch.save wrote"),
+])
+def test_export_of_a_bad_checkpoint_is_one_clean_line(bad_checkpoints, tmp_path, capsys, name, msg):
+    out = tmp_path / "o.onnx"
+    rc, err = run_main(["export", bad_checkpoints / f"{name}.pt", "-o", out], capsys)
+    one_line_error(rc, err, f"not a fastdream filter checkpoint: {msg}")
+    assert "weights_only" not in err and "trust" not in err and not err.rstrip().endswith(("high", "a"))
+    assert not out.exists()
+    rc, err = run_main(["dream", EXAMPLE, "-o", tmp_path / "d.png", "--backbone", bad_checkpoints / f"{name}.pt"], capsys)
+    assert rc == 2 and "\x1b" not in err and "weights_only" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_filter_given_a_checkpoint_says_export_it(tmp_path, small, capsys, gen):
+    pytest.importorskip("onnxruntime")
+    from fastdream.distill.generator import DreamGenerator, GeneratorConfig
+    from fastdream.distill.train import TrainConfig, save_checkpoint
+
+    g = DreamGenerator(GeneratorConfig(width=4, blocks=1))
+    save_checkpoint(tmp_path / "filter.pt", g, torch.optim.Adam(g.parameters()), 1, TrainConfig(width=4, blocks=1),
+                    {"preset": "classic"}, [])
+    out = tmp_path / "f.png"
+    rc, err = run_main(["filter", small, "-o", out, "--model", tmp_path / "filter.pt"], capsys)
+    one_line_error(rc, err, f"a PyTorch checkpoint, not an ONNX filter; make the filter with `fastdream export "
+                            f"{tmp_path / 'filter.pt'} -o filter.onnx`")
+    assert "protobuf" not in err.lower() and not out.exists()
+
+
+def test_dataset_resume_names_the_setting_that_differs(tmp_path):
+    from fastdream.distill.dataset import CropRecipe, render_dataset
+    from fastdream.errors import InputError
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(EXAMPLE).resize((80, 60)).save(photos / "a.png")
+
+    def teacher(x, index):
+        return x.flip(-1)
+
+    out = tmp_path / "pairs"
+    render_dataset(photos, out, 2, teacher, {"preset": "classic", "steps": 10}, CropRecipe(size=24, seed=3))
+    with pytest.raises(InputError) as e:
+        render_dataset(photos, out, 2, teacher, {"preset": "classic", "steps": 12}, CropRecipe(size=32, seed=3),
+                       resume=True)
+    msg = str(e.value)
+    assert "teacher.steps: 10 before, 12 now" in msg and "crop.size: 24 before, 32 now" in msg, msg
+
+
+def test_class_logit_takes_a_name():
+    from fastdream.errors import FastdreamError
+    from fastdream.objectives import ClassLogit
+
+    assert ClassLogit("jellyfish").index == 107 and ClassLogit("tabby cat").index == 281
+    assert ClassLogit("107").index == ClassLogit(107).index == 107
+    with pytest.raises(FastdreamError, match="did you mean 'jellyfish'"):
+        ClassLogit("jellyfsh")
+
+
+def test_web_errors_name_the_form_fields_not_cli_flags():
+    from fastdream.errors import FastdreamError
+    from fastdream.web.app import ServerConfig, build_request, parse_settings
+    from fastdream.backbones import get_backbone
+
+    bb = get_backbone(None, "cpu")
+    x = torch.rand(1, 3, 64, 64)
+    for form, want in [({"layer": "blok9"}, "layer: unknown layer 'blok9'"),
+                       ({"layer": "block9:l2", "region": "0.1,0.1,0.2,0.2"}, None)]:
+        settings = parse_settings(form, ServerConfig())
+        if want is None:
+            build_request(settings, x, None, ServerConfig(), bb)
+            continue
+        with pytest.raises(FastdreamError) as e:
+            build_request(settings, x, None, ServerConfig(), bb)
+        assert str(e.value).startswith(want) and "--" not in str(e.value), str(e.value)
