@@ -492,3 +492,32 @@ def test_web_errors_name_the_form_fields_not_cli_flags():
         with pytest.raises(FastdreamError) as e:
             build_request(settings, x, None, ServerConfig(), bb)
         assert str(e.value).startswith(want) and "--" not in str(e.value), str(e.value)
+
+
+# -- 10. folder batches ---------------------------------------------------------------------------------
+def test_folder_batch_skips_an_unreadable_picture(tmp_path):
+    src, dst, rep = tmp_path / "photos", tmp_path / "dreams", tmp_path / "r.json"
+    src.mkdir()
+    Image.open(EXAMPLE).resize((96, 64)).save(src / "a.jpg")
+    (src / "b.png").write_text("not a picture")
+    Image.open(EXAMPLE).resize((64, 96)).save(src / "c.png")
+    r = fd("dream", src, "-o", dst, "--report", rep, *FAST)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "b.png: not a picture" in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert sorted(p.name for p in dst.iterdir()) == ["a.png", "c.png"]  # the others were dreamed
+    assert Image.open(dst / "c.png").size == (64, 96)
+    report = json.loads(rep.read_text())
+    assert [p["input"] for p in report["pictures"]] == [str(src / "a.jpg"), str(src / "c.png")]
+    assert report["failed"] == [{"input": str(src / "b.png"), "error": f"{src / 'b.png'}: not a picture Pillow can read"}]
+    # --format: the format asked for, whatever the inputs'
+    (src / "b.png").unlink()
+    r = fd("dream", src, "-o", tmp_path / "jpgs", "--format", "jpg", *FAST)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "jpgs").iterdir()) == ["a.jpg", "c.jpg"]
+    assert Image.open(tmp_path / "jpgs" / "a.jpg").format == "JPEG"
+    # two inputs that would write the same file are refused before any work
+    Image.open(EXAMPLE).resize((32, 32)).save(src / "a.png")
+    r = fd("dream", src, "-o", tmp_path / "clash", *FAST)
+    one_line_error(r.returncode, r.stderr, "a.jpg and a.png would both be written to")
+    assert not (tmp_path / "clash").exists()
