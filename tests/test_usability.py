@@ -521,3 +521,54 @@ def test_folder_batch_skips_an_unreadable_picture(tmp_path):
     r = fd("dream", src, "-o", tmp_path / "clash", *FAST)
     one_line_error(r.returncode, r.stderr, "a.jpg and a.png would both be written to")
     assert not (tmp_path / "clash").exists()
+
+
+# -- 8. objective figures independent of the tiling; --max-size keeps the dream's strength ---------------
+def test_objective_is_measured_the_same_way_whatever_the_tiling(monkeypatch, gen):
+    from fastdream.backbones import get_backbone
+    from fastdream.engine import dream as engine
+    from fastdream.engine.dream import DreamConfig, Dreamer
+    from fastdream.engine.objectives import ClassLogit, Layer
+
+    bb = get_backbone(None, "cpu")
+    x = torch.rand(1, 3, 150, 220, generator=gen)
+    obj = Layer("block9") + 0.5 * ClassLogit(107).restrict(box=(0.0, 0.5, 1.0, 1.0))
+    configs = [DreamConfig(), DreamConfig(max_tile_pixels=4000), DreamConfig(tile=64, tile_overlap=16)]
+    values = [Dreamer(bb, obj, c).evaluate(x) for c in configs]
+    assert values[0] == values[1] == values[2], values
+    # above the one-pass budget: fixed tiles, again the same whatever the dream's tiling
+    monkeypatch.setattr(engine, "EVAL_PIXELS", 10_000)
+    monkeypatch.setattr(engine, "EVAL_TILE", 96)
+    monkeypatch.setattr(engine, "EVAL_OVERLAP", 16)
+    tiled = [Dreamer(bb, obj, c).evaluate(x) for c in configs]
+    assert tiled[0] == tiled[1] == tiled[2] and tiled[0] != values[0], tiled
+
+
+def test_reports_agree_across_tilings(tmp_path, small, capsys):
+    before = []
+    for extra in ([], ["--max-tile-pixels", "2500", "--tile-overlap", "8"], ["--tile", "48", "--tile-overlap", "8"]):
+        rep = tmp_path / "r.json"
+        rc, err = run_main(["dream", small, "-o", tmp_path / "t.png", "--report", rep, *FAST, *extra], capsys)
+        assert rc == 0, err
+        before.append(json.loads(rep.read_text())["objective_before"])
+    assert before[0] == before[1] == before[2], before
+
+
+def test_max_size_keeps_the_dreams_strength(tmp_path, capsys):
+    src = tmp_path / "big.png"
+    Image.open(EXAMPLE).resize((360, 240), Image.Resampling.LANCZOS).save(src)
+    fig = {}
+    for name, extra in [("finish", []), ("none", ["--finish-steps", "0"])]:
+        out, rep = tmp_path / f"{name}.png", tmp_path / f"{name}.json"
+        rc, err = run_main(["dream", src, "-o", out, "--report", rep, "--max-size", "96", "--octaves", "2",
+                            "--steps", "6", *extra], capsys)
+        assert rc == 0, err
+        r = json.loads(rep.read_text())
+        assert Image.open(out).size == (360, 240) and r["params"]["max_size"] == 96
+        a = np.asarray(Image.open(out), dtype=float) - np.asarray(Image.open(src), dtype=float)
+        lap = np.abs(a[1:-1, 1:-1] * 4 - a[:-2, 1:-1] - a[2:, 1:-1] - a[1:-1, :-2] - a[1:-1, 2:]).mean()
+        fig[name] = (r["objective_before"], r["objective_after"], r["steps"], lap)
+    (b, after, steps, sharp), (_, after0, steps0, sharp0) = fig["finish"], fig["none"]
+    assert steps == steps0 + 3  # half of --steps at full size
+    assert after > 1.2 * b and after > 1.4 * after0, fig  # stronger at full size than the input and the bare add-back
+    assert sharp > 1.5 * sharp0, fig  # the change has fine detail at full size, not only enlarged blobs

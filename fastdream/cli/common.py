@@ -139,8 +139,11 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str) -> None:
     s.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="same seed, same bytes (default: 0)")
     m = p.add_argument_group("size and device")
     m.add_argument("--max-size", type=number(int, 16, 1 << 16),
-                   help="dream at most this many pixels on the long side, then add the detail back at full "
-                        "size (default: the full size)")
+                   help="dream at most this many pixels on the long side, add the detail back at full size "
+                        "and finish there with --finish-steps (default: the full size)")
+    m.add_argument("--finish-steps", type=number(int, 0, 10000),
+                   help="with --max-size: steps at full size after the detail is added back, which keep the "
+                        "dream's strength there (default: half of --steps, rounded up; 0: none, the fastest)")
     m.add_argument("--tile", type=number(int, 32, 1 << 16),
                    help="tile size (default: tiles only above --max-tile-pixels)")
     from fastdream.engine.dream import DreamConfig
@@ -158,7 +161,7 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str) -> None:
 
 CONFIG_FLAGS = ["octaves", "octave_scale", "steps", "step_size", "jitter", "smooth_kernel", "norm", "init",
                 "recursions", "recursion_scale", "recursion_blend", "seed", "tile", "tile_overlap",
-                "max_tile_pixels"]
+                "max_tile_pixels", "finish_steps"]
 
 
 _NOTED: set = set()  # presets whose objective a note said was replaced (once per process)

@@ -234,6 +234,8 @@ def build_request(settings: dict, picture, guide, cfg: ServerConfig, backbone) -
     H, W = picture.shape[-2:]
     if max(H, W) > cfg.max_side and (settings["max_size"] is None or settings["max_size"] > cfg.max_side):
         settings["max_size"] = cfg.max_side  # the server's cap; the detail is added back at full size
+    if max(H, W) > cfg.max_side:  # no step runs above the server's cap: no finishing steps at full size
+        settings["overrides"]["finish_steps"] = 0
     cfg_, preset_layers = make_config(settings["preset"], **settings["overrides"])
     at = f"@{settings['region']}" if settings["region"] else ""
     layers = [settings["layer"] + at] if settings["layer"] else []
