@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import stat
 import tempfile
 import warnings
 from typing import Any
@@ -181,6 +182,37 @@ def check_output_path(path, kinds=WRITERS) -> pathlib.Path:
     return check_output_folder(p)
 
 
+def _umask() -> int:
+    """The process's umask: read from /proc where there is one (os.umask can only be read by setting it,
+    which would race with other threads), else set and restored at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_mode(path) -> int:
+    """The permission bits an output at ``path`` gets: those of the file it replaces, else what a plain
+    ``open(path, "w")`` would give (0666 with the umask applied)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def replace_output(tmp, path) -> None:
+    """Move the finished temporary file ``tmp`` onto ``path`` (atomic rename), with ``output_mode(path)``:
+    temporary files are created 0600, which an output must not keep. Every writer ends here."""
+    os.chmod(tmp, output_mode(path))
+    os.replace(tmp, path)
+
+
 def atomic_write(path, write_fn) -> None:
     """Call ``write_fn(tmp_path)`` then rename onto ``path``: the output is complete or absent."""
     p = pathlib.Path(path)
@@ -188,7 +220,7 @@ def atomic_write(path, write_fn) -> None:
     os.close(fd)
     try:
         write_fn(tmp)
-        os.replace(tmp, p)
+        replace_output(tmp, p)
     except BaseException:
         try:
             os.unlink(tmp)

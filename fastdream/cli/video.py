@@ -36,7 +36,9 @@ def add_parser(sub):
     c.add_argument("--no-flow", action="store_true", help="dream each frame on its own (no coherence)")
     c.add_argument("--flow-preset", choices=["ultrafast", "fast", "medium"], default="medium",
                    help="DIS optical flow preset (default medium)")
-    c.add_argument("--filter", metavar="MODEL.onnx", help="run a distilled ONNX dream filter instead of the dreamer")
+    c.add_argument("--filter", nargs="?", const="default", metavar="MODEL.onnx|NAME",
+                   help="run a distilled ONNX dream filter instead of the dreamer: a file, or the name of a "
+                        "shipped filter (without a value: the shipped 'default' filter)")
     o = p.add_argument_group("encoding and jobs")
     o.add_argument("--codec", help="video codec (default libx264 for .mp4/.mov/.mkv; libvpx-vp9, mpeg4, ffv1...)")
     o.add_argument("--crf", type=number(int, 0, 63), default=18, help="x264/vp9 quality, lower is better (default 18)")
@@ -66,10 +68,13 @@ def make_processor(args, size, device):
     from fastdream.video.coherence import DreamProcessor, filter_processor
 
     if args.filter:
-        if not pathlib.Path(args.filter).is_file():
-            raise InputError(f"{args.filter}: no such filter file")
-        proc = filter_processor(args.filter, device)
-        return proc, {"filter": str(args.filter)}
+        from fastdream.distill.runtime import resolve_filter
+
+        path = resolve_filter(args.filter)
+        if not path.is_file():
+            raise InputError(f"--filter {args.filter}: is a folder, not an ONNX filter")
+        proc = filter_processor(path, device)
+        return proc, {"filter": str(path)}
     backbone, objective, cfg, params = dream_setup(args, size, device)
     return DreamProcessor(backbone, objective, cfg, max_size=args.max_size), params
 

@@ -382,8 +382,9 @@ def read_checkpoint(path) -> dict:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # not a torch file, truncated, or pickled objects
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{p}: not a fastdream filter checkpoint ({first[:160]})") from None
+        from fastdream.backbones.loading import load_error_reason
+
+        raise InputError(f"{p}: not a fastdream filter checkpoint: {load_error_reason(e)}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{p}: not a fastdream filter checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
     if state.get("arch") != ARCH:

@@ -356,19 +356,16 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
     n = 0
     t_first = None
     interrupted = False
-    bar = None
-    if progress and sys.stderr.isatty():
-        import os
+    from fastdream.cli.common import Progress
 
-        if not os.environ.get("TQDM_DISABLE"):
-            from tqdm import tqdm
-
-            bar = tqdm(total=max_frames, desc=source.name, unit="frame", dynamic_ncols=True, file=sys.stderr)
+    bar = Progress(max_frames, source.name, unit="frame", enabled=None if progress else False)
     t_proc = 0.0
+    ended = False  # the source ran out (not stopped after max_frames): only then are missing frames lost
     try:
         while max_frames is None or n < max_frames:
             item = feed.get()
             if item is None:
+                ended = True
                 break
             _, frame, t_arrival = item
             if t_first is None:
@@ -381,8 +378,7 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
             latencies.append((time.perf_counter() - t_arrival) * 1e3)
             prev_in, prev_out = frame, out
             n += 1
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
             if any(getattr(s, "closed", False) for s in sinks):
                 break
     except KeyboardInterrupt:
@@ -391,8 +387,7 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
         interrupted = True  # stopping a live stream is the normal way to end it
     finally:
         feed.stop()
-        if bar is not None:
-            bar.close()
+        bar.close()
     wall = time.perf_counter() - (t_first or time.perf_counter())
     errs = coherence.warp_errors
     lat = sorted(latencies)
@@ -404,7 +399,7 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
         "seconds_per_frame": round(t_proc / n, 4) if n else None,
         "audio_copied": False,
         "dropped_frames": feed.dropped if drop else 0,
-        "lost_frames": getattr(source, "lost", 0),
+        "lost_frames": getattr(source, "lost", 0) if ended else 0,
         "latency_ms": {"mean": round(sum(lat) / len(lat), 2), "p50": round(lat[len(lat) // 2], 2),
                        "p95": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 2),
                        "max": round(lat[-1], 2)} if lat else None,

@@ -43,7 +43,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from fastdream.errors import FastdreamError, InputError
-from fastdream.web.jobs import FINAL, DreamRequest, JobQueue, QueueFull
+from fastdream.web.jobs import FINAL, FORM_FIELDS, DreamRequest, JobQueue, QueueFull
 
 HERE = pathlib.Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -234,13 +234,15 @@ def build_request(settings: dict, picture, guide, cfg: ServerConfig, backbone) -
     H, W = picture.shape[-2:]
     if max(H, W) > cfg.max_side and (settings["max_size"] is None or settings["max_size"] > cfg.max_side):
         settings["max_size"] = cfg.max_side  # the server's cap; the detail is added back at full size
+    if max(H, W) > cfg.max_side:  # no step runs above the server's cap: no finishing steps at full size
+        settings["overrides"]["finish_steps"] = 0
     cfg_, preset_layers = make_config(settings["preset"], **settings["overrides"])
     at = f"@{settings['region']}" if settings["region"] else ""
     layers = [settings["layer"] + at] if settings["layer"] else []
     classes = [settings["class"] + at] if settings["class"] else []
     if at and not layers and not classes and guide is None:
         layers = [name + at for name in preset_layers]  # a region with the preset's objective
-    build_objective(backbone, (H, W), layers=layers, classes=classes)  # raises on unknown names
+    build_objective(backbone, (H, W), layers=layers, classes=classes, flags=FORM_FIELDS)  # raises on unknown names
     params = {k: settings[k] for k in ("preset", "layer", "class", "region", "max_size")}
     params.update(settings["overrides"])
     params["guide"] = guide is not None
