@@ -112,12 +112,7 @@ class LiveDreamer:
         if self._prev_in is not None and self._prev_in.shape != frame.shape:
             self.reset()  # the stream changed size: start the dream again
         t0 = time.perf_counter()
-        pair: FlowPair | None = None
-        detail = None
-        if self._prev_in is not None:
-            pair = self.flow.pair(self._prev_in, frame)
-            detail = warp(self._detail, pair.back)
-            detail *= pair.mask[..., None]
+        detail, pair = self.carry(frame)
         t1 = time.perf_counter()
         x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)[None].float().div_(255.0)
         x = x.contiguous()
@@ -146,6 +141,17 @@ class LiveDreamer:
         self.last_input, self.last_output = x, out
         self.index += 1
         return out8
+
+    def carry(self, frame: np.ndarray) -> tuple[np.ndarray | None, FlowPair | None]:
+        """The previous output's detail warped onto ``frame`` along the flow, zero where the flow has
+        no trustworthy match (occluded, newly entering): ``([H, W, 3] float32, flow pair)``, or
+        ``(None, None)`` for the first frame."""
+        if self._prev_in is None:
+            return None, None
+        pair = self.flow.pair(self._prev_in, frame)
+        detail = warp(self._detail, pair.back)
+        detail *= pair.mask[..., None]
+        return detail, pair
 
     def _steps(self, img: torch.Tensor) -> None:
         """K steps of the engine's dream step on ``img`` ``[1, 3, h, w]``, in place."""
