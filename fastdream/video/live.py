@@ -149,7 +149,7 @@ class LiveDreamer:
         if self._prev_in is None:
             return None, None
         pair = self.flow.pair(self._prev_in, frame)
-        detail = warp(self._detail, pair.back)
+        detail = warp(self._detail, pair.back, maps=pair.maps)
         detail *= pair.mask[..., None]
         return detail, pair
 
