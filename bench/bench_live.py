@@ -5,7 +5,10 @@ preset), in one run so that the ratios hold whatever the machine's load.
 
 Measured, for each size and K (steps per frame), through the command itself (in-process, so the model
 is loaded once; the report's processing_fps excludes model loading and warm-up):
-  * frames/s end to end (decode, flow, steps, encode) and latency, on a pan clip (H.264, 24 frames/s);
+  * frames/s end to end (decode, flow, steps, encode) and latency, on a pan clip (H.264, 24 frames/s),
+    read as a file (every frame; latency includes the frames queued behind the dream);
+  * the same clip from a "camera" that delivers it at 24 frames/s in real time (cv2.VideoCapture
+    stood in for): drop pacing, the latency a viewer sees, frames dropped (K = 1);
   * the objective gain over time: objective of output frame i over that of input frame i, every 8th
     frame (fp32 backbone, no jitter);
   * warp error of the live dream and of per-frame dreaming on the same pan;
@@ -125,6 +128,63 @@ def live_run(clip, tmp, size, k, log) -> dict:
     return rec
 
 
+class ClipCamera:
+    """Stands in for ``cv2.VideoCapture``: a clip's frames (BGR) at its frame rate in real time, like a
+    camera that does not wait for the consumer; the device is gone after the last frame."""
+
+    frames: list = []
+    fps = 24.0
+
+    def __init__(self, index):
+        self.i, self.t0 = 0, None
+
+    def isOpened(self):
+        return True
+
+    def set(self, *a):
+        return True
+
+    def get(self, prop):
+        return self.fps
+
+    def read(self):
+        if self.i >= len(self.frames):
+            return False, None
+        self.t0 = self.t0 or time.perf_counter()
+        wait = self.t0 + self.i / self.fps - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        self.i += 1
+        return True, self.frames[self.i - 1]
+
+    def release(self):
+        pass
+
+
+def camera_run(clip, tmp, size, k, log) -> dict:
+    """`video 0 --live` on a camera that delivers the clip at 24 frames/s: drop pacing, real latency."""
+    import cv2
+
+    from fastdream.video import io as vio
+
+    ClipCamera.frames = [f[..., ::-1].copy() for f in vio.FrameReader(clip)]
+    real, cv2.VideoCapture = cv2.VideoCapture, ClipCamera
+    out, rep = tmp / f"cam_{size[0]}_{k}.mp4", tmp / f"cam_{size[0]}_{k}.json"
+    l0 = load()
+    try:
+        r = cli(["video", "0", "--live", "--steps-per-frame", str(k), "--preset", "classic", "-o", str(out),
+                 "--report", str(rep)])
+    finally:
+        cv2.VideoCapture = real
+    rec = {"size": list(size), "steps_per_frame": k, "camera_fps": ClipCamera.fps, "frames_in": r["frames_in"],
+           "frames_out": r["frames_out"], "dropped_frames": r["dropped_frames"], "processing_fps": r["processing_fps"],
+           "latency_ms": r["latency_ms"], "warp_error": r["warp_error"], "objective_gain_last": r["objective_gain_last"],
+           "load_before": l0, "load_after": load()}
+    log(f"camera {size[0]}x{size[1]} K={k}: {rec['processing_fps']} frames/s of a 24 frames/s camera, "
+        f"{rec['dropped_frames']} dropped, latency p50 {r['latency_ms']['p50']} ms, load {l0}")
+    return rec
+
+
 def per_frame_run(clip, tmp, size, frames, log) -> dict:
     out, rep = tmp / f"naive_{size[0]}.mp4", tmp / f"naive_{size[0]}.json"
     l0 = load()
@@ -192,7 +252,7 @@ def main(argv=None) -> int:
     tmp = pathlib.Path(args.keep) if args.keep else pathlib.Path(tempfile.mkdtemp(prefix="bench_live."))
     tmp.mkdir(parents=True, exist_ok=True)
     md = {**metadata(), "lscpu_model": lscpu_model(), "load_at_start": load()}
-    rec = {"bench": "live", "preset": "classic", "live": [], "per_frame": [], "still": [], "pan": []}
+    rec = {"bench": "live", "preset": "classic", "live": [], "camera": [], "per_frame": [], "still": [], "pan": []}
     t0 = time.perf_counter()
     ks = [int(k) for k in args.ks.split(",")]
     for spec in args.sizes.split(","):
@@ -202,6 +262,7 @@ def main(argv=None) -> int:
         make_clip(clip, (W, H), n, fps=24, step=max(2, W // 120))
         for k in ks:
             rec["live"].append(live_run(clip, tmp, (W, H), k, log))
+        rec["camera"].append(camera_run(clip, tmp, (W, H), 1, log))
         naive = per_frame_run(clip, tmp, (W, H), args.per_frame_frames, log)
         rec["per_frame"].append(naive)
         for lv in rec["live"]:
