@@ -20,7 +20,8 @@ is loaded once; the report's processing_fps excludes model loading and warm-up):
     of the photo by EfficientNet-Lite2 (fastdream.metrics.Judge): the mimicry ratios
     d(last, still) / d(photo, still), LPIPS-style and Gram. chelsea is the photo live mode was tuned
     on; motorcycle and astronaut were held out.
-Machine: lscpu's model name, load averages before and after every run.
+Machine: lscpu's model name, load averages before and after every run. The K = 1 runs are repeated
+(``--repeat``, median reported, every run listed): on shared cores the rate follows the load.
 """
 from __future__ import annotations
 
@@ -150,7 +151,8 @@ class ClipCamera:
     def read(self):
         if self.i >= len(self.frames):
             return False, None
-        self.t0 = self.t0 or time.perf_counter()
+        if self.i <= 1:  # real time from the second frame on (the first is read when the camera opens)
+            self.t0 = time.perf_counter() - self.i / self.fps
         wait = self.t0 + self.i / self.fps - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
@@ -240,6 +242,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=96, help="frames of the pan at 320x240 (half at 640x480)")
     ap.add_argument("--per-frame-frames", type=int, default=6, help="frames dreamed one by one (they are slow)")
     ap.add_argument("--still", default="chelsea,motorcycle,astronaut", help="photos of the still-scene check")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of K = 1 per size (the median is reported)")
     ap.add_argument("--json", help="write the record here")
     ap.add_argument("--keep", help="keep the clips and outputs in this folder")
     args = ap.parse_args(argv)
@@ -261,7 +264,12 @@ def main(argv=None) -> int:
         clip = tmp / f"pan_{W}x{H}.mp4"
         make_clip(clip, (W, H), n, fps=24, step=max(2, W // 120))
         for k in ks:
-            rec["live"].append(live_run(clip, tmp, (W, H), k, log))
+            runs = [live_run(clip, tmp, (W, H), k, log) for _ in range(args.repeat if k == 1 else 1)]
+            runs.sort(key=lambda r: r["processing_fps"])
+            best = dict(runs[len(runs) // 2])  # the median run; every run's rate and load beside it
+            best["runs"] = [{"processing_fps": r["processing_fps"], "latency_p50": r["latency_ms"]["p50"],
+                             "load_before": r["load_before"]} for r in runs]
+            rec["live"].append(best)
         rec["camera"].append(camera_run(clip, tmp, (W, H), 1, log))
         naive = per_frame_run(clip, tmp, (W, H), args.per_frame_frames, log)
         rec["per_frame"].append(naive)

@@ -172,7 +172,8 @@ class FakeCamera:
             if self.raises:
                 raise cv2.error("device disconnected")
             return False, None
-        self.t0 = self.t0 or time.perf_counter()
+        if self.i <= 1:  # real time from the second frame on (the first is read when the camera opens)
+            self.t0 = time.perf_counter() - self.i / self.fps
         wait = self.t0 + self.i / self.fps - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
