@@ -72,6 +72,19 @@ def test_live_dream_builds_up_on_a_still_scene(live_setup):
     assert live.objective_gain() > 1.3               # the objective climbs over the frames
 
 
+def test_live_stream_that_changes_size_starts_again(live_setup):
+    from fastdream.video.live import LiveDreamer
+
+    bb, obj, cfg = live_setup
+    live = LiveDreamer(bb, obj, cfg)
+    live(photo())
+    assert live.levels(72, 96)[0] == (72, 96)
+    out = live(photo(64, 48))
+    assert out.shape == (48, 64, 3) and live.index == 1 and live.levels(48, 64)[0] == (48, 64)
+    with pytest.raises(Exception, match="uint8 frame"):
+        live(photo().astype(np.float32))
+
+
 def test_live_carry_follows_the_flow_and_clears_new_pixels(live_setup):
     """The detail of frame 1 moves with the pan onto frame 2; the strip that enters has none."""
     from fastdream.video.live import LiveDreamer

@@ -101,7 +101,9 @@ class LiveDreamer:
                 float(v)
 
     def reset(self) -> None:
+        """Forget the dream (a new stream, or one whose frame size changed)."""
         self._detail = self._prev_in = self._prev_out = None
+        self._sizes = None
         self.index = 0
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
@@ -131,7 +133,7 @@ class LiveDreamer:
         out = (cur.add_(delta) if full else ops.octave_upsample_add(delta, cur, mode="bilinear", out=cur)).clamp_(0, 1)
         out8 = out[0].mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         out8 = np.ascontiguousarray(out8)
-        # the detail that travels on: what was written (uint8) minus the frame, as the issue defines it
+        # the detail that travels on: the output as written (uint8) minus its input frame
         self._detail = out8.astype(np.float32) * (1.0 / 255.0) - frame.astype(np.float32) * (1.0 / 255.0)
         self.seconds["steps"] += time.perf_counter() - t1
         if pair is not None:
