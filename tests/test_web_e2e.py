@@ -138,6 +138,24 @@ def test_web_e2e_live_tab(browser_tools, server):
     assert out["snapshot_name"] == "fastdream-snapshot.png"
 
 
+def test_web_e2e_live_dream_mode(browser_tools, server):
+    """Dream mode: the fake camera's frames dreamed on the server and shown with fps and latency; a
+    second page waits in line with its position shown, and streams when the first page closes."""
+    url, _ = server
+    shot = str(pathlib.Path(SHOTS) / "web_live_dream.png") if SHOTS else None
+    out = scenario(browser_tools, "live-dream", url, screenshot=shot, measure_ms=4000, timeout=400)
+    print(f"\nlive dream in the browser: {out['fps_measured']:.1f} frames/s, latency {out['latency_ms']:.0f} ms "
+          f"at 320x240 ({out['backend_text']})")
+    assert out["fps_measured"] > 0.5 and float(out["fps_text"]) > 0
+    assert float(out["latency_text"]) > 0 and out["latency_ms"] > 0
+    assert out["diff"] > 5.0                                # dreamed frames differ from the camera's
+    assert "cpu" in out["backend_text"] or "cuda" in out["backend_text"]
+    assert out["queued_text"].startswith("Queued: position 1") and out["second_frames_while_queued"] == 0
+    assert out["second_error"] is None and out["second_frames"] >= 3, out
+    st = status(url)
+    assert st["live_served"] >= 1 and not st["live_active"] and st["live_waiting"] == 0
+
+
 @pytest.mark.parametrize("case,want", [("live-denied", "permission was denied"), ("live-nocam", "No camera")])
 def test_web_e2e_live_tab_without_camera(browser_tools, server, case, want):
     url, _ = server
