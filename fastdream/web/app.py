@@ -219,6 +219,9 @@ def parse_settings(form, cfg: ServerConfig) -> dict:
         "step_size": _num(form, "step_size", float, 1e-6, 10.0),
         "jitter": _num(form, "jitter", int, 0, 512),
         "seed": _num(form, "seed", int, 0, 2**31 - 1, 0),
+        # the page's "dream size" is for speed: no steps at full size unless asked (the CLI's --max-size
+        # finishes with half the steps there by default)
+        "finish_steps": _num(form, "finish_steps", int, 0, cfg.max_steps, 0),
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     max_size = _num(form, "max_size", int, 16, cfg.max_side, None)
