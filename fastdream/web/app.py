@@ -139,7 +139,10 @@ def _load_upload(data: bytes, what: str, max_pixels: int):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
                 fmt, (w, h) = im.format, im.size
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # Pillow's own check, above any max_pixels this server takes
+        raise InputError(f"{what}: the picture is more than the limit of {max_pixels / 1e6:.0f} Mpx "
+                         "(a decompression bomb?)") from None
+    except UnidentifiedImageError:
         raise InputError(f"{what}: this file is not a picture (send a JPEG, PNG, WebP, GIF, BMP or TIFF)") from None
     except Exception as e:
         raise InputError(f"{what}: the file cannot be read ({type(e).__name__})") from None
