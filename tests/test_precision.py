@@ -83,3 +83,50 @@ def test_no_host_reads_inside_an_octave(lite0, monkeypatch, tiled):
     Dreamer(lite0, Layer("block5"), cfg).run(x, progress=lambda d, t: steps_seen.append(len(reads)))
     assert len(steps_seen) == 8
     assert steps_seen[-1] == 0, reads
+
+
+def _cli(*args, cwd=None):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "fastdream.cli.main", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize("command,extra", [("dream", []), ("style", ["tests/data/astronaut_128.jpg"]),
+                                           ("visualize", []), ("invert", [])])
+@pytest.mark.parametrize("bad,message", [
+    ("fp8", "unknown precision 'fp8'; choose auto, fp32, bf16 (on this CPU)"),
+    ("fp16", "precision fp16: fp16 needs a CUDA GPU; on this CPU choose auto, fp32, bf16"),
+])
+def test_cli_bad_precision_is_one_line_and_writes_nothing(tmp_path, command, extra, bad, message):
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    out = tmp_path / "out.png"
+    argv = {"dream": ["dream", root / "tests/data/astronaut_128.jpg", "-o", out],
+            "style": ["style", root / "tests/data/astronaut_128.jpg", *[root / e for e in extra], "-o", out],
+            "visualize": ["visualize", "--class", "jellyfish", "-o", out],
+            "invert": ["invert", root / "tests/data/astronaut_128.jpg", "--layer", "block3", "-o", out]}[command]
+    r = _cli(*argv, "--precision", bad)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
+
+
+def test_cli_report_records_the_precision_that_ran(tmp_path):
+    import json
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    rep = tmp_path / "r.json"
+    r = _cli("dream", root / "tests/data/astronaut_128.jpg", "-o", tmp_path / "o.png", "--octaves", "1",
+             "--steps", "1", "--report", rep)
+    assert r.returncode == 0, r.stderr
+    params = json.loads(rep.read_text())["params"]
+    assert params["precision_requested"] == "auto"
+    assert params["precision"] == prec.resolve_precision("auto", "cpu")
+    r = _cli("dream", root / "tests/data/astronaut_128.jpg", "-o", tmp_path / "o2.png", "--octaves", "1",
+             "--steps", "1", "--precision", "fp32", "--report", rep)
+    assert r.returncode == 0 and json.loads(rep.read_text())["params"]["precision"] == "fp32"

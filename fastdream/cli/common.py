@@ -156,8 +156,8 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str, own_default
     m.add_argument("--tile-overlap", type=number(int, 0, 4096),
                    help=f"overlap of tiles in pixels (default: {d.tile_overlap})")
     m.add_argument("--max-tile-pixels", type=number(int, 1024, 1 << 30),
-                   help=f"pictures above this many pixels are dreamed tile by tile (memory budget; "
-                        f"default: {d.max_tile_pixels})")
+                   help=f"pictures above this many pixels are dreamed tile by tile (memory budget, in fp32 "
+                        f"pixels: bf16/fp16 tiles hold twice as many; default: {d.max_tile_pixels})")
     m.add_argument("--device", default="auto", help="auto, cpu or cuda")
     add_precision_option(m)
     m.add_argument("--backbone", help="a checkpoint file (default: the embedded EfficientNet-Lite0)")

@@ -100,6 +100,9 @@ def _leaves(parser):
 
 def main(argv=None) -> int:
     from fastdream.errors import FastdreamError
+    from fastdream.process import configure_process
+
+    configure_process()  # before torch loads: OpenMP's wait policy, malloc keeping freed memory
 
     command = ""
     try:

@@ -1,6 +1,6 @@
 """The DeepDream loop: octaves with detail re-injection, jitter, tiling for any size, the fused step.
 
-Data flow of one step (see DESIGN.md): picture -> jitter shift chosen -> backbone forward with taps
+Data flow of one step (docs/architecture.md): picture -> jitter shift chosen -> backbone forward with taps
 (on the rolled picture, whole or tile by tile) -> objective -> autograd gives the gradient of the rolled
 picture -> ``ops.dream_step`` smooths, normalizes, steps, clamps and un-rolls it in one pass, in place.
 """
@@ -41,7 +41,8 @@ class DreamConfig:
     upper: float | tuple[float, ...] = 1.0
     tile: int | None = None           # tile size; None = automatic (tiles only above max_tile_pixels)
     tile_overlap: int = 64
-    max_tile_pixels: int = 1024 * 1024  # pictures larger than this are dreamed tile by tile (memory)
+    max_tile_pixels: int = 1024 * 1024  # pictures larger than this are dreamed tile by tile (memory);
+    #                                     in fp32: bf16/fp16 activations take half the bytes, so twice the pixels
     min_octave_size: int = 48         # the smallest octave keeps at least this many pixels per side
     init: str = "image"               # image | noise
     seed: int | None = 0
@@ -171,11 +172,11 @@ class Dreamer:
         cfg = self.config
         tile = cfg.tile
         if tile is None:
-            if h * w <= cfg.max_tile_pixels:
+            budget = cfg.max_tile_pixels * (1 if self.precision == "fp32" else 2)  # same bytes of activations
+            if h * w <= budget:
                 return None
-            tile = int(math.sqrt(cfg.max_tile_pixels))
-        if tile >= h and tile >= w and cfg.tile is None:
-            return None
+            tile = ops.auto_tile(h, w, budget, cfg.tile_overlap)  # (th, tw): the least work
+            return ops.tile_layout(h, w, tile, min(cfg.tile_overlap, min(tile) - 1), offset=offset)
         return ops.tile_layout(h, w, tile, min(cfg.tile_overlap, tile - 1), offset=offset)
 
     def gradient(self, img: torch.Tensor, shift=(0, 0), tile_offset=(0, 0), grad_out=None):
@@ -287,6 +288,8 @@ class Dreamer:
                     dy, dx = 0, 0
                 to = tuple(int(v) for v in torch.randint(0, 1 << 16, (2,), generator=gen))
                 grad, _ = self.gradient(img, (dy, dx), to, grad_out=grad_buf)
+                layout = self._layout(H, W, to)
+                stats.tiles_per_step.append(1 if layout is None else len(layout))
                 if grad.shape == img.shape and grad_buf is None and self._layout(H, W) is not None:
                     grad_buf = grad
                 norms.append(ops.dream_step(img, grad, step_size=cfg.step_size, sigma=cfg.sigmas() or None,

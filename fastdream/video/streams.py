@@ -98,7 +98,9 @@ def _quiet_cv2():
 
 
 class CameraSource(Source):
-    """An OpenCV capture device by index."""
+    """An OpenCV capture device by index. ``vanished``: it stopped giving frames (unplugged)."""
+
+    vanished = False
 
     def __init__(self, index: int, size=None, fps=None):
         cv2 = _quiet_cv2()
@@ -126,8 +128,12 @@ class CameraSource(Source):
         if self._first is not None:
             f, self._first = self._first, None
         else:
-            ok, f = self.cap.read()
+            try:
+                ok, f = self.cap.read()
+            except cv2.error:  # the device went away under the capture back-end
+                ok, f = False, None
             if not ok or f is None:
+                self.vanished = True  # a camera does not end: it was unplugged or stopped
                 return None
         return cv2.cvtColor(f, cv2.COLOR_BGR2RGB)
 
@@ -347,7 +353,8 @@ class PreviewSink:
 def run_stream(source: Source, sinks: list, processor, coherence, device, *, drop: bool, max_frames=None,
                progress=True) -> dict:
     """Process a stream until it ends (or ``max_frames``, or Ctrl-C on a live source, or the preview
-    window closes). Returns the report's figures."""
+    window closes). Returns the report's figures. ``coherence=None``: the processor carries its own
+    state from frame to frame (the live dreamer: uint8 frame in, uint8 frame out, ``warp_errors``)."""
     from fastdream.video.coherence import process
 
     feed = FrameFeed(source, drop=drop).start()
@@ -355,6 +362,7 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
     prev_in = prev_out = None
     n = 0
     t_first = None
+    t_first_read = time.perf_counter()
     interrupted = False
     from fastdream.cli.common import Progress
 
@@ -370,8 +378,12 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
             _, frame, t_arrival = item
             if t_first is None:
                 t_first = time.perf_counter()
+                t_first_read = t_arrival
             t1 = time.perf_counter()
-            out, _ = process(processor, coherence, n, frame, prev_in, prev_out, device)
+            if coherence is None:
+                out = processor(frame)
+            else:
+                out, _ = process(processor, coherence, n, frame, prev_in, prev_out, device)
             t_proc += time.perf_counter() - t1
             for s in sinks:
                 s.write(out)
@@ -389,7 +401,7 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
         feed.stop()
         bar.close()
     wall = time.perf_counter() - (t_first or time.perf_counter())
-    errs = coherence.warp_errors
+    errs = (coherence or processor).warp_errors
     lat = sorted(latencies)
     return {
         "input": source.name, "size": [source.width, source.height],
@@ -404,6 +416,8 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
                        "p95": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 2),
                        "max": round(lat[-1], 2)} if lat else None,
         "warp_error": round(sum(errs) / len(errs), 6) if errs else None,
-        "coherence": {"flow": coherence.use_flow, "blend": coherence.blend, "smooth": coherence.smooth},
+        "coherence": ({"flow": coherence.use_flow, "blend": coherence.blend, "smooth": coherence.smooth}
+                      if coherence is not None else {"flow": True, "live": True}),
         "processor": processor.name, "mode": "drop" if drop else "block", "stopped_by_user": interrupted,
+        "_t_first_read": t_first_read,
     }

@@ -13,6 +13,8 @@ Routes::
     GET  /api/jobs/{id}/report      the job's report (JSON), while the result is still kept
     GET  /api/status                queue and job counts
     GET  /filter.onnx               the ONNX dream filter the Live tab runs in the browser
+    WS   /api/live                  the Live tab's dream mode: webcam JPEGs in, live dream out
+                                    (fastdream.web.live; one stream at a time, others queued)
     GET  /static/...                the page's scripts; ONNX Runtime Web under static/vendor/
 
 Uploads are checked before anything else happens: the request size (``max_upload_mb``), then the
@@ -39,7 +41,7 @@ from starlette.datastructures import UploadFile
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from fastdream.errors import FastdreamError, InputError
@@ -300,8 +302,21 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     async def options(request):
         return JSONResponse(await run_in_threadpool(options_payload))
 
+    from fastdream.web.live import LiveSlot, serve_live
+
+    live_slot = LiveSlot(max_waiting=cfg.max_queued)
+
     async def status(request):
-        return JSONResponse(queue.stats())
+        return JSONResponse({**queue.stats(), **live_slot.stats()})
+
+    async def live(ws):
+        # a page of another site must not stream through this server (cross-site WebSocket hijacking)
+        origin, host = ws.headers.get("origin"), ws.headers.get("host", "")
+        if origin is not None and origin.split("://", 1)[-1] != host:
+            await ws.close(code=1008)
+            return
+        await ws.accept()
+        await serve_live(ws, live_slot, backbone, device, max_side=min(cfg.max_side, 1280))
 
     async def submit(request: Request):
         try:
@@ -454,6 +469,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         Route("/api/jobs/{id}/result", result),
         Route("/api/jobs/{id}/report", report),
         Route("/filter.onnx", filter_file),
+        WebSocketRoute("/api/live", live),
         Route("/static/vendor/onnxruntime-web/{name}", vendor),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
@@ -467,6 +483,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     app.state.queue = queue
     app.state.config = cfg
     app.state.filter = finfo
+    app.state.live = live_slot
     return app
 
 
@@ -482,14 +499,18 @@ class SecurityHeaders:
         self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         if self.allowed_hosts is not None:
             host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
             host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
             host = host.strip("[]")
             if host not in self.allowed_hosts:
+                if scope["type"] == "websocket":
+                    return await send({"type": "websocket.close", "code": 1008})
                 return await _error(f"unexpected Host header {host[:60]!r}", 400)(scope, receive, send)
+        if scope["type"] == "websocket":
+            return await self.app(scope, receive, send)
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
