@@ -572,3 +572,51 @@ def test_max_size_keeps_the_dreams_strength(tmp_path, capsys):
     assert steps == steps0 + 3  # half of --steps at full size
     assert after > 1.2 * b and after > 1.4 * after0, fig  # stronger at full size than the input and the bare add-back
     assert sharp > 1.5 * sharp0, fig  # the change has fine detail at full size, not only enlarged blobs
+
+
+# -- 13. docs that say what the code does ---------------------------------------------------------------
+def _png_header(path, w, h):
+    """A PNG that declares w x h pixels (a decompression bomb's header, a few bytes on disk)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_docs_quote_the_real_messages_and_numbers(tmp_path, capsys):
+    import re
+
+    from fastdream.stylize.transfer import FINAL_ITERS
+
+    rel = (REPO / "docs" / "reliability.md").read_text()
+    quoted = re.search(r"`photo\.png: (\d+)x(\d+) pixels is too large \(limit (\d+) Mpx; a decompression bomb\?\)`", rel)
+    assert quoted, "reliability.md quotes the decompression-bomb message"
+    w, h = int(quoted.group(1)), int(quoted.group(2))
+    rc, err = run_main(["dream", _png_header(tmp_path / "photo.png", w, h), "-o", tmp_path / "o.png"], capsys)
+    assert rc == 2
+    real = err.strip().split("error: ", 1)[1].replace(str(tmp_path) + "/", "")
+    alt = re.search(r"\(or `(\d+ Mpx is too large) \.\.\.`", rel).group(1)
+    assert real in (quoted.group(0).strip("`"), f"photo.png: {alt} (limit {quoted.group(3)} Mpx; a decompression bomb?)"), real
+    # just above the limit, below Pillow's ceiling or not: the same wording
+    rc, err = run_main(["dream", _png_header(tmp_path / "b.png", 13400, 13400), "-o", tmp_path / "o.png"], capsys)
+    one_line_error(rc, err, "is too large (limit 179 Mpx; a decompression bomb?)")
+    style = (REPO / "docs" / "style.md").read_text()
+    assert f"the output scale at least {FINAL_ITERS} (never more than N)" in style
+    readme = " ".join((REPO / "README.md").read_text().split())
+    gallery = (REPO / "docs" / "make_gallery.sh").read_text()
+    boxes = dict(re.findall(r'--class "([a-z ]+)@([0-9.,]+)"', gallery))
+
+    def where(box):
+        x0, y0, x1, y1 = map(float, box.split(","))
+        return ("upper" if y1 <= 0.5 else "lower" if y0 >= 0.5 else "middle") + " " + \
+               ("right" if x0 >= 0.5 else "left" if x1 <= 0.5 else "centre")
+
+    assert where(boxes["jellyfish"]) == "upper right" and where(boxes["golden retriever"]) == "lower left"
+    assert "jellyfish in the upper right, golden retriever in the lower left" in readme
+    web = (REPO / "docs" / "web.md").read_text()
+    assert "| same job, `fastdream dream`, default environment | 105 / 116 s |" not in web

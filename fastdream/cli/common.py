@@ -72,18 +72,22 @@ class _ListPresets(argparse.Action):
         parser.exit(0)
 
 
-def _schedule_default(field: str) -> str:
-    """``(default: from the preset; classic: 4)`` for a schedule flag."""
+def _schedule_default(field: str, own: dict | None = None) -> str:
+    """``(default: from the preset; classic: 4)`` for a schedule flag (``own``: the command's values
+    without a preset, as zoom's lighter dream per frame)."""
     from fastdream.api import make_config
 
+    if own and field in own:
+        return f"(default: from the preset; without --preset: {own[field]})"
     cfg, _ = make_config(None)
     v = getattr(cfg, field)
     shown = "none" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
     return f"(default: from the preset; classic: {shown})"
 
 
-def add_dream_options(p: argparse.ArgumentParser, presets_help: str) -> None:
-    """Objective and schedule flags of `fastdream dream` (also used by sheet, zoom, video, distill)."""
+def add_dream_options(p: argparse.ArgumentParser, presets_help: str, own_defaults: dict | None = None) -> None:
+    """Objective and schedule flags of `fastdream dream` (also used by sheet, zoom, video, distill);
+    ``own_defaults``: schedule values the command uses when no preset is named."""
     from fastdream.presets import DEFAULT_PRESET, OBJECTIVE_RULE
 
     import textwrap
@@ -113,29 +117,29 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str) -> None:
                         "relative to the dream objective, e.g. painting.jpg*20; IMAGE:W works too)")
     s = p.add_argument_group("schedule", "Without these flags the preset's values apply "
                                          "(`--list-presets` shows them).")
-    s.add_argument("--octaves", type=number(int, 1, 12), help="pyramid levels " + _schedule_default("octaves"))
+    s.add_argument("--octaves", type=number(int, 1, 12), help="pyramid levels " + _schedule_default("octaves", own_defaults))
     s.add_argument("--octave-scale", type=number(float, 1.0, 4.0, lo_open=True),
-                   help="size ratio between octaves " + _schedule_default("octave_scale"))
-    s.add_argument("--steps", type=number(int, 0, 10000), help="steps per octave " + _schedule_default("steps"))
+                   help="size ratio between octaves " + _schedule_default("octave_scale", own_defaults))
+    s.add_argument("--steps", type=number(int, 0, 10000), help="steps per octave " + _schedule_default("steps", own_defaults))
     s.add_argument("--step-size", type=number(float, 0, 10, lo_open=True),
-                   help="step in units of the normalized gradient " + _schedule_default("step_size"))
+                   help="step in units of the normalized gradient " + _schedule_default("step_size", own_defaults))
     s.add_argument("--jitter", type=number(int, 0, 4096),
-                   help="random shift of up to +-N pixels per step " + _schedule_default("jitter"))
+                   help="random shift of up to +-N pixels per step " + _schedule_default("jitter", own_defaults))
     s.add_argument("--sigma", type=number_list, metavar="S[,S..]",
                    help="smooth the gradient with a Gaussian (several sigmas: their average) "
-                        + _schedule_default("sigma"))
+                        + _schedule_default("sigma", own_defaults))
     s.add_argument("--smooth-kernel", type=number(int, 1, 255),
                    help="odd kernel size for --sigma (default: 2*ceil(3*sigma)+1)")
     s.add_argument("--norm", choices=["mean_abs", "std", "none"],
-                   help="gradient normalization " + _schedule_default("norm"))
+                   help="gradient normalization " + _schedule_default("norm", own_defaults))
     s.add_argument("--init", choices=["image", "noise"], help="start from the picture or noise "
-                   + _schedule_default("init"))
+                   + _schedule_default("init", own_defaults))
     s.add_argument("--recursions", type=number(int, 0, 100),
-                   help="dream, rescale, blend with the original, dream again " + _schedule_default("recursions"))
+                   help="dream, rescale, blend with the original, dream again " + _schedule_default("recursions", own_defaults))
     s.add_argument("--recursion-scale", type=number(float, 0, 1, lo_open=True),
-                   help="rescale between recursions " + _schedule_default("recursion_scale"))
+                   help="rescale between recursions " + _schedule_default("recursion_scale", own_defaults))
     s.add_argument("--recursion-blend", type=number(float, 0, 1),
-                   help="weight of the original in each recursion " + _schedule_default("recursion_blend"))
+                   help="weight of the original in each recursion " + _schedule_default("recursion_blend", own_defaults))
     s.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="same seed, same bytes (default: 0)")
     m = p.add_argument_group("size and device")
     m.add_argument("--max-size", type=number(int, 16, 1 << 16),

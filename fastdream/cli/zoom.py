@@ -9,6 +9,9 @@ from fastdream.cli.common import Progress, add_dream_options, dream_setup, numbe
 from fastdream.errors import InputError
 
 
+LIGHT = {"octaves": 2, "steps": 5}  # a zoom dreams every frame: lighter than a single picture without a preset
+
+
 def _pair(s: str):
     try:
         parts = [float(v) for v in s.split(",")]
@@ -42,7 +45,7 @@ def add_parser(sub):
     p.add_argument("--codec", help="video codec (default libx264; ignored for .gif)")
     p.add_argument("--crf", type=number(int, 0, 63), default=18, help="x264/vp9 quality (default 18)")
     p.add_argument("--report", help="write a JSON report here")
-    add_dream_options(p, describe())
+    add_dream_options(p, describe(), own_defaults=LIGHT)
     p.set_defaults(func=run)
     return p
 
@@ -82,10 +85,9 @@ def run(args) -> int:
     codec = "png" if png else vio.check_video_output(out, args.codec if out.suffix.lower() != ".gif" else None,
                                                      W, H, args.fps)
     # a zoom dreams every frame: lighter defaults than a single picture
-    if args.octaves is None and args.preset is None:
-        args.octaves = 2
-    if args.steps is None and args.preset is None:
-        args.steps = 5
+    for k, v in LIGHT.items():
+        if getattr(args, k) is None and args.preset is None:
+            setattr(args, k, v)
     device = resolve_device(args.device)
     backbone, objective, cfg, params = dream_setup(args, (H, W), device)
     proc = DreamProcessor(backbone, objective, cfg, max_size=args.max_size)

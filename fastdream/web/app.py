@@ -141,7 +141,10 @@ def _load_upload(data: bytes, what: str, max_pixels: int):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
                 fmt, (w, h) = im.format, im.size
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # Pillow's own check, above any max_pixels this server takes
+        raise InputError(f"{what}: the picture is more than the limit of {max_pixels / 1e6:.0f} Mpx "
+                         "(a decompression bomb?)") from None
+    except UnidentifiedImageError:
         raise InputError(f"{what}: this file is not a picture (send a JPEG, PNG, WebP, GIF, BMP or TIFF)") from None
     except Exception as e:
         raise InputError(f"{what}: the file cannot be read ({type(e).__name__})") from None
@@ -221,6 +224,9 @@ def parse_settings(form, cfg: ServerConfig) -> dict:
         "step_size": _num(form, "step_size", float, 1e-6, 10.0),
         "jitter": _num(form, "jitter", int, 0, 512),
         "seed": _num(form, "seed", int, 0, 2**31 - 1, 0),
+        # the page's "dream size" is for speed: no steps at full size unless asked (the CLI's --max-size
+        # finishes with half the steps there by default)
+        "finish_steps": _num(form, "finish_steps", int, 0, cfg.max_steps, 0),
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     max_size = _num(form, "max_size", int, 16, cfg.max_side, None)
