@@ -383,7 +383,7 @@ def test_video_filter_by_name_and_by_default(pan, tmp_path, capsys):
     a, b = outs["--filter"], outs["--filter default"]
     assert np.abs(a[1] - b[1]).max() == 0  # no value = the shipped default
     rc = main(["video", str(pan), "-o", str(tmp_path / "x.mp4"), "--frames", "2", "--filter", "nope"])
-    one_line_error(rc, capsys.readouterr().err, "nor the name of a shipped filter (default")
+    one_line_error(rc, capsys.readouterr().err, "no such file, and no such filter is shipped (shipped filters: default")
     assert not (tmp_path / "x.mp4").exists()
 
 

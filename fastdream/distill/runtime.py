@@ -51,7 +51,7 @@ def resolve_filter(spec=None) -> pathlib.Path:
         return DEFAULT_FILTER.parent / f"{spec}.onnx"
     if not p.exists():
         names = ", ".join(shipped_filters()) or "none in this installation"
-        raise InputError(f"{p}: no such file, nor the name of a shipped filter ({names})")
+        raise InputError(f"{p}: no such file, and no such filter is shipped (shipped filters: {names})")
     return p
 
 
