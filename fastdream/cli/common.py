@@ -53,6 +53,15 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str) -> None:
                    help="amplify one unit (channel C at activation position Y, X)")
     g.add_argument("--class", dest="classes", action="append", default=[], metavar="NAME|INDEX[*W][@REGION]",
                    help="raise an ImageNet class (e.g. jellyfish, 'tabby cat', 107)")
+    g.add_argument("--face", dest="faces", action="append", default=[], metavar="x0,y0,x1,y1",
+                   help="a face in this box (fractions or pixels), made for and checked by the MTCNN face "
+                        "detector; the report says whether its full cascade finds it (detected, iou, score)")
+    g.add_argument("--face-suppress", type=number(float, 0), default=0.0, metavar="W",
+                   help="with --face: also push the detector's face probability down outside the boxes (weight)")
+    g.add_argument("--prior", dest="priors", action="append", default=[], metavar="bn[:W]|tv[:W]|l2[:W]|none",
+                   help="natural-image priors beside class and face objectives (default bn + tv): bn = the "
+                        "backbone's BatchNorm statistics (DeepInversion), tv = total variation, l2 = pixel L2; "
+                        "W scales the default weight; none switches them off")
     g.add_argument("--guide", action="append", default=[], metavar="IMAGE[*W][@REGION]",
                    help="guide picture: make the dream's features resemble its features")
     g.add_argument("--guide-layer", action="append", default=[], metavar="NAME",
@@ -97,15 +106,19 @@ CONFIG_FLAGS = ["octaves", "octave_scale", "steps", "step_size", "jitter", "smoo
 def dream_setup(args, size, device):
     """(backbone, objective, config, params) from parsed dream flags for a picture of ``size`` (H, W)."""
     from fastdream.api import get_backbone, make_config
-    from fastdream.engine.spec import build_objective, guide_objective
+    from fastdream.engine.spec import build_objective, guide_objective, parse_priors
 
     overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
     if args.sigma is not None:
         overrides["sigma"] = args.sigma if len(args.sigma) > 1 else args.sigma[0]
     cfg, preset_layers = make_config(args.preset, **overrides)
     backbone = get_backbone(args.backbone, device)
+    priors = parse_priors(getattr(args, "priors", None))
+    if getattr(args, "face_suppress", 0.0) and not getattr(args, "faces", None):
+        raise FastdreamError("--face-suppress goes with --face")
     objective = build_objective(backbone, size, layers=args.layer, channels=args.channel, neurons=args.neuron,
-                                classes=args.classes)
+                                classes=args.classes, faces=getattr(args, "faces", ()), priors=priors,
+                                face_suppress=getattr(args, "face_suppress", 0.0), device=device)
     if args.guide:
         g = guide_objective(backbone, args.guide, args.guide_layer or ["block9"], args.guide_similarity,
                             args.guide_pixel_weight, device=device, size=size)
@@ -126,6 +139,7 @@ def dream_setup(args, size, device):
     import dataclasses
 
     params = {"preset": args.preset, "objective": repr(objective), **dataclasses.asdict(cfg),
+              "priors": "default" if priors is None else [f"{p.kind}:{p.scale:g}" for p in priors] or "none",
               "max_size": args.max_size, "backbone": args.backbone or "efficientnet-lite0"}
     return backbone, objective, cfg, params
 

@@ -118,35 +118,48 @@ class Dreamer:
         self.taps = sorted(objective.taps())
 
     # -- objective and gradient -----------------------------------------------------------------
-    def _value_and_grad(self, x: torch.Tensor, ctx: Context):
+    def _terms(self, whole_picture: bool | None = None):
+        """The objective's weighted terms; ``whole_picture`` True/False: only the terms that need (do not
+        need) the whole picture at once (``BoxView``: a zoomed view of a region), None: all."""
+        from fastdream.engine.objectives import Sum
+
+        terms = self.objective.terms if isinstance(self.objective, Sum) else [(1.0, self.objective)]
+        if whole_picture is None:
+            return terms
+        return [(w, o) for w, o in terms if bool(getattr(o, "whole_picture", False)) == whole_picture]
+
+    def _value_and_grad(self, x: torch.Tensor, ctx: Context, terms=None):
         """(objective value summed over the batch, its gradient w.r.t. ``x``). A term restricted to a
         region changes only the pixels of that region: its gradient is computed on its own and masked in
         picture space too (the activations' receptive fields reach far beyond the region)."""
-        from fastdream.engine.objectives import Masked, Sum
-
-        terms = self.objective.terms if isinstance(self.objective, Sum) else [(1.0, self.objective)]
-        if not any(isinstance(o, Masked) for _, o in terms):
-            value = self._forward(x, ctx).sum()
-            (g,) = torch.autograd.grad(value, x)
-            return value, g
+        terms = self._terms() if terms is None else terms
+        ctx.backbone = self.backbone
+        regional = [hasattr(o, "pixel_mask") for _, o in terms]
         xin = x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
         ctx.image = x
-        acts = self.backbone.forward_taps(xin, self.taps) if self.taps else {}
+        taps = sorted(set().union(*(o.taps() for _, o in terms))) if terms else []
+        acts = self.backbone.forward_taps(xin, taps) if taps else {}
+        if not any(regional):
+            value = sum((w * o(acts, ctx)).sum() for w, o in terms)
+            (g,) = torch.autograd.grad(value, x)
+            return value, g
         total, grad = 0.0, torch.zeros_like(x)
-        for i, (w, o) in enumerate(terms):
+        for i, ((w, o), masked) in enumerate(zip(terms, regional)):
             v = (w * o(acts, ctx)).sum()
             (g,) = torch.autograd.grad(v, x, retain_graph=i < len(terms) - 1, allow_unused=True)
             if g is not None:
-                grad += g * o.pixel_mask(ctx, x.device) if isinstance(o, Masked) else g
+                grad += g * o.pixel_mask(ctx, x.device) if masked else g
             total = total + v.detach()
         return total, grad
 
-    def _forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, ctx: Context, terms=None) -> torch.Tensor:
         """Objective values ``[B]`` of the network input ``x`` (the rolled picture or a tile)."""
+        terms = self._terms() if terms is None else terms
         xin = x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
-        ctx.image = x
-        acts = self.backbone.forward_taps(xin, self.taps) if self.taps else {}
-        return self.objective(acts, ctx)
+        ctx.image, ctx.backbone = x, self.backbone
+        taps = sorted(set().union(*(o.taps() for _, o in terms))) if terms else []
+        acts = self.backbone.forward_taps(xin, taps) if taps else {}
+        return sum(w * o(acts, ctx) for w, o in terms)
 
     def _layout(self, h: int, w: int, offset=(0, 0)):
         cfg = self.config
@@ -159,27 +172,37 @@ class Dreamer:
             return None
         return ops.tile_layout(h, w, tile, min(cfg.tile_overlap, tile - 1), offset=offset)
 
-    def gradient(self, img: torch.Tensor, shift=(0, 0), tile_offset=(0, 0), grad_out=None):
+    def gradient(self, img: torch.Tensor, shift=(0, 0), tile_offset=(0, 0), grad_out=None, generator=None):
         """Gradient of the objective w.r.t. ``torch.roll(img, shift)`` (what dream_step expects), and
-        the objective value (mean over tiles). ``img``: ``[1, 3, H, W]``."""
+        the objective value (mean over tiles). ``img``: ``[1, 3, H, W]``. ``generator``: the random
+        draws of terms that augment what they see (``BoxView``)."""
         H, W = img.shape[-2:]
         rolled = torch.roll(img, shifts=shift, dims=(2, 3)) if shift != (0, 0) else img
         layout = self._layout(H, W, tile_offset)
         if layout is None:
             x = rolled.detach().requires_grad_(True)
-            value, g = self._value_and_grad(x, Context((H, W), shift))
+            value, g = self._value_and_grad(x, Context((H, W), shift, generator=generator))
             return g.contiguous(), float(value.detach())  # channels-last backbones give NHWC gradients
         grad = grad_out if grad_out is not None else torch.empty_like(img)
         grad.zero_()
         total = 0.0
-        for n in range(len(layout)):
+        tiled = self._terms(whole_picture=False)
+        for n in range(len(layout)) if tiled else ():
             tile = ops.extract_tiles(rolled, layout, start=n, count=1)[0]  # [1, 3, th, tw]
             ty, tx = layout.ys[n // len(layout.xs)], layout.xs[n % len(layout.xs)]
             x = tile.requires_grad_(True)
-            value, g = self._value_and_grad(x, Context((H, W), shift, (ty, tx, layout.tile_h, layout.tile_w)))
+            value, g = self._value_and_grad(x, Context((H, W), shift, (ty, tx, layout.tile_h, layout.tile_w),
+                                                       generator=generator), tiled)
             ops.accumulate_tiles(g.contiguous()[None], layout, grad, start=n)
             total += float(value.detach())
-        return grad, total / len(layout)
+        total /= len(layout)
+        whole = self._terms(whole_picture=True)
+        if whole:  # terms that see a zoomed view of a region: once, on the whole picture
+            x = rolled.detach().requires_grad_(True)
+            value, g = self._value_and_grad(x, Context((H, W), shift, generator=generator), whole)
+            grad += g
+            total += float(value.detach())
+        return grad, total
 
     @torch.no_grad()
     def evaluate(self, img: torch.Tensor) -> float:
@@ -189,11 +212,16 @@ class Dreamer:
         if layout is None:
             return float(self._forward(img, Context((H, W))).sum())
         total = 0.0
-        for n in range(len(layout)):
+        tiled, whole = self._terms(whole_picture=False), self._terms(whole_picture=True)
+        for n in range(len(layout)) if tiled else ():
             tile = ops.extract_tiles(img, layout, start=n, count=1)[0]
             ty, tx = layout.ys[n // len(layout.xs)], layout.xs[n % len(layout.xs)]
-            total += float(self._forward(tile, Context((H, W), (0, 0), (ty, tx, layout.tile_h, layout.tile_w))).sum())
-        return total / len(layout)
+            total += float(self._forward(tile, Context((H, W), (0, 0), (ty, tx, layout.tile_h, layout.tile_w)),
+                                         tiled).sum())
+        total /= len(layout)
+        if whole:
+            total += float(self._forward(img, Context((H, W)), whole).sum())
+        return total
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, image: torch.Tensor, progress: Callable[[int, int], None] | None = None,
@@ -257,7 +285,7 @@ class Dreamer:
                 else:
                     dy, dx = 0, 0
                 to = tuple(int(v) for v in torch.randint(0, 1 << 16, (2,), generator=gen))
-                grad, _ = self.gradient(img, (dy, dx), to, grad_out=grad_buf)
+                grad, _ = self.gradient(img, (dy, dx), to, grad_out=grad_buf, generator=gen)
                 if grad.shape == img.shape and grad_buf is None and self._layout(H, W) is not None:
                     grad_buf = grad
                 norms.append(ops.dream_step(img, grad, step_size=cfg.step_size, sigma=cfg.sigmas() or None,

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from fastdream.engine.objectives import Context, alpha_penalty, tv_penalty
 from fastdream.errors import FastdreamError, suggest
 from fastdream.metrics import psnr, ssim
 from fastdream.featvis.param import FourierImage
@@ -41,6 +42,7 @@ class InvertConfig:
     init_sd: float = 0.01     # spread of the random spectrum the search starts from
     history: int = 20
     seed: int = 0
+    prior: object | None = None  # a further natural-image prior (an Objective: BNPrior, ...), or None
 
     def validate(self) -> None:
         if not 1 <= self.steps <= 100000:
@@ -57,16 +59,12 @@ class InvertConfig:
 
 def tv_prior(x: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
     """Mean total variation ``((dx)^2 + (dy)^2)^(beta/2)`` of ``x`` ``[B, 3, H, W]`` (per picture ``[B]``)."""
-    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
-    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
-    d2 = dx * dx + dy * dy
-    v = d2 if beta == 2.0 else (d2 + 1e-8).pow(beta / 2)
-    return v.flatten(1).mean(1)
+    return tv_penalty(x, beta)
 
 
 def alpha_prior(x: torch.Tensor, alpha: float = 6.0) -> torch.Tensor:
     """Mean ``|2x - 1|^alpha`` of ``x`` ``[B, 3, H, W]`` in [0, 1] (per picture ``[B]``)."""
-    return (2 * x - 1).abs().pow(alpha).flatten(1).mean(1)
+    return alpha_penalty(x, alpha)
 
 
 def resolve_layers(backbone, layers: Sequence[str] | None) -> list[str]:
@@ -103,10 +101,15 @@ def invert_one(backbone, x0: torch.Tensor, layer: str, cfg: InvertConfig,
                             tolerance_grad=0.0, tolerance_change=0.0)
     evals = [0]
 
+    taps = [layer] + sorted(cfg.prior.taps() - {layer}) if cfg.prior is not None else [layer]
+
     def closure():
         x = param()
-        feat = backbone.forward_taps(x, [layer])[layer]
+        acts = backbone.forward_taps(x, taps)
+        feat = acts[layer]
         loss = (feat - target).square().sum() / norm
+        if cfg.prior is not None:
+            loss = loss - cfg.prior(acts, Context(full_size=tuple(x.shape[-2:]), image=x, backbone=backbone)).sum()
         if cfg.alpha_weight:
             loss = loss + cfg.alpha_weight * alpha_prior(x, cfg.alpha).sum()
         if cfg.tv_weight:
@@ -124,9 +127,10 @@ def invert_one(backbone, x0: torch.Tensor, layer: str, cfg: InvertConfig,
 
 
 def invert_layers(backbone, x0: torch.Tensor, layers: Sequence[str], cfg: InvertConfig,
-                  progress: Callable[[int, int], None] | None = None) -> tuple[list[torch.Tensor], list[dict]]:
+                  progress: Callable[[int, int], None] | None = None, judge=None) -> tuple[list[torch.Tensor], list[dict]]:
     """Invert ``x0`` ``[1, 3, H, W]`` at each layer (sorted from early to late). Returns the pictures and
-    rows ``{"layer", "psnr", "ssim", "seconds"}`` measured against ``x0``."""
+    rows ``{"layer", "psnr", "ssim", "seconds"}`` measured against ``x0``; with a ``judge``
+    (:class:`fastdream.metrics.Judge`) also ``"lite2_distance"``, its LPIPS-style distance to ``x0``."""
     cfg.validate()
     layers = resolve_layers(backbone, layers)
     total = cfg.steps * len(layers)
@@ -136,8 +140,11 @@ def invert_layers(backbone, x0: torch.Tensor, layers: Sequence[str], cfg: Invert
         cb = None if progress is None else (lambda d, t, i=i: progress(i * cfg.steps + d, total))
         r = invert_one(backbone, x0, layer, cfg, progress=cb)
         results.append(r)
-        rows.append({"layer": layer, "psnr": round(psnr(r, x0), 3), "ssim": round(ssim(r, x0), 4),
-                     "seconds": round(time.perf_counter() - t0, 2)})
+        row = {"layer": layer, "psnr": round(psnr(r, x0), 3), "ssim": round(ssim(r, x0), 4),
+               "seconds": round(time.perf_counter() - t0, 2)}
+        if judge is not None:
+            row["lite2_distance"] = round(judge.distance(r, x0), 4)
+        rows.append(row)
     return results, rows
 
 

@@ -197,6 +197,7 @@ class VisualizeConfig:
     decay_power: float = 1.0
     seed: int = 0
     transforms: bool = True
+    prior: Objective | None = None    # natural-image priors (BNPrior, TVPrior...), seen through the transforms
 
     def validate(self) -> None:
         h, w = self.size
@@ -226,6 +227,8 @@ def optimize(backbone, targets: Sequence[Target], cfg: VisualizeConfig, init: to
         param.set_image(init.to(device))
     obj = combined(targets)
     taps = set(obj.taps())
+    if cfg.prior is not None:
+        taps |= cfg.prior.taps()
     use_div = n > 1 and cfg.diversity > 0
     if use_div:
         backbone.resolve_tap(cfg.diversity_layer)
@@ -238,8 +241,11 @@ def optimize(backbone, targets: Sequence[Target], cfg: VisualizeConfig, init: to
         x = param()
         xt = tf(x, gen) if cfg.transforms else x
         acts = run_taps(backbone, xt, taps)
-        value = obj(acts, Context(full_size=tuple(xt.shape[-2:]), image=xt, backbone=backbone))  # [N]
+        ctx = Context(full_size=tuple(xt.shape[-2:]), image=xt, backbone=backbone)
+        value = obj(acts, ctx)  # [N]
         loss = -value.sum()
+        if cfg.prior is not None:
+            loss = loss - cfg.prior(acts, ctx).sum()
         div = diversity_penalty(acts[cfg.diversity_layer]) if use_div else None
         if div is not None:
             loss = loss + cfg.diversity * n * div
