@@ -43,6 +43,11 @@ class DreamConfig:
     recursion_scale: float = 0.85
     recursion_blend: float = 0.15
     channels_last: bool = True
+    # colour-decorrelated steps: the gradient's colour is mapped through the photos' colour covariance
+    # (featvis.param.COLOR_MATRIX M: M M^T g), so steps change brightness and natural hues rather than
+    # single channels (no rainbow noise). None: on where an objective draws objects in a zoomed view
+    # (BoxView, Face), off otherwise (the classic DeepDream look).
+    decorrelate: bool | None = None
 
     def validate(self) -> None:
         def bad(msg):
@@ -96,6 +101,21 @@ class DreamStats:
     octave_sizes: list = dataclasses.field(default_factory=list)
 
 
+def colour_preconditioner() -> torch.Tensor:
+    """``M M^T`` ``[3, 3]`` for the photos' colour matrix M (featvis.param), scaled so its largest column
+    has norm 1: maps a gradient's colour onto the directions along which photos vary."""
+    from fastdream.featvis.param import COLOR_MATRIX
+
+    p = COLOR_MATRIX @ COLOR_MATRIX.T
+    return p / p.norm(dim=0).max()
+
+
+def decorrelate_gradient(grad: torch.Tensor) -> torch.Tensor:
+    """``grad`` ``[B, 3, H, W]`` with its colour preconditioned (see ``colour_preconditioner``)."""
+    p = colour_preconditioner().to(grad.device, grad.dtype)
+    return torch.einsum("ij,bjhw->bihw", p, grad).contiguous()
+
+
 def octave_sizes(h: int, w: int, octaves: int, scale: float, min_size: int) -> list[tuple[int, int]]:
     """Sizes from the finest (the picture) to the coarsest octave."""
     sizes = [(h, w)]
@@ -116,6 +136,10 @@ class Dreamer:
         self.config = config or DreamConfig()
         self.config.validate()
         self.taps = sorted(objective.taps())
+        dec = self.config.decorrelate
+        if dec is None:
+            dec = any(getattr(o, "whole_picture", False) for _, o in self._terms())
+        self.decorrelate = bool(dec)
 
     # -- objective and gradient -----------------------------------------------------------------
     def _terms(self, whole_picture: bool | None = None):
@@ -245,6 +269,8 @@ class Dreamer:
             start = original
         stats = DreamStats()
         rounds = cfg.recursions + 1
+        terms = self._terms()
+        regional = cfg.init == "image" and bool(terms) and all(hasattr(o, "pixel_mask") for _, o in terms)
         sizes = octave_sizes(*original.shape[-2:], cfg.octaves, cfg.octave_scale, cfg.min_octave_size)
         total = rounds * len(sizes) * cfg.steps
         done = 0
@@ -256,8 +282,16 @@ class Dreamer:
                                      mode="bicubic", antialias=True)
                 current = ops.resample(small, (h, w), mode="bicubic").clamp_(0, 1)
                 current.mul_(1 - cfg.recursion_blend).add_(original, alpha=cfg.recursion_blend)
-            own = consume and rounds == 1 and cfg.init == "image" and current.data_ptr() == image.data_ptr()
+            own = (consume and rounds == 1 and cfg.init == "image" and current.data_ptr() == image.data_ptr()
+                   and not regional)
             current, done = self._octaves(current, sizes, gen, stats, progress, on_octave, done, total, own)
+        if regional:
+            # every term is regional: outside the regions the picture stays exactly as it was (the
+            # octaves' upsampling would otherwise carry a pixel of detail across the edges)
+            H, W = original.shape[-2:]
+            region = torch.stack([o.pixel_mask(Context((H, W)), current.device) for _, o in terms]).amax(0)
+            base = original.to(current.device)
+            current = base + (current - base) * region
         return current, stats
 
     def _octaves(self, picture, sizes, gen, stats, progress, on_octave, done, total, own=False):
@@ -288,6 +322,8 @@ class Dreamer:
                 grad, _ = self.gradient(img, (dy, dx), to, grad_out=grad_buf, generator=gen)
                 if grad.shape == img.shape and grad_buf is None and self._layout(H, W) is not None:
                     grad_buf = grad
+                if self.decorrelate:
+                    grad = decorrelate_gradient(grad)
                 norms.append(ops.dream_step(img, grad, step_size=cfg.step_size, sigma=cfg.sigmas() or None,
                                             kernel_size=cfg.smooth_kernel, norm=cfg.norm, lower=cfg.lower,
                                             upper=cfg.upper, shift=(dy, dx)))

@@ -473,8 +473,10 @@ def _feathered_box(H: int, W: int, box, inward: bool = True) -> torch.Tensor:
     ramp = max(1.0, 0.03 * min(H, W))
     ys = torch.arange(H, dtype=torch.float32) + 0.5
     xs = torch.arange(W, dtype=torch.float32) + 0.5
-    dy = torch.minimum(ys - r0, r1 - ys)  # distance inside the edges, in pixels
-    dx = torch.minimum(xs - c0, c1 - xs)
+    # distance inside the edges, in pixels, less one pixel: the octaves' upsampling of the detail
+    # spreads it by about a pixel, which then still falls inside the box
+    dy = torch.minimum(ys - r0, r1 - ys) - 1.0
+    dx = torch.minimum(xs - c0, c1 - xs) - 1.0
     my = (dy / ramp).clamp(0, 1)
     mx = (dx / ramp).clamp(0, 1)
     return my[:, None] * mx[None, :]
@@ -495,8 +497,8 @@ class BoxView(Objective):
 
     whole_picture = True  # needs the whole picture, not one tile
 
-    def __init__(self, inner: Objective, box=None, mask=None, *, size: int = 224, jitter: float = 0.06,
-                 scale: tuple[float, float] = (0.9, 1.1), flip: bool = True, views: int = 1):
+    def __init__(self, inner: Objective, box=None, mask=None, *, size: int = 224, jitter: float = 0.1,
+                 scale: tuple[float, float] = (0.8, 1.2), flip: bool = True, views: int = 2):
         if (mask is None) == (box is None):
             raise FastdreamError("BoxView takes a mask or a box, not both or neither")
         self.mask = None

@@ -126,11 +126,36 @@ def invert_one(backbone, x0: torch.Tensor, layer: str, cfg: InvertConfig,
         return param().detach()
 
 
+# The default weight of invert's priors beside the normalized feature loss (about 1 at the start, 1e-3..1e-1
+# at the end), chosen with the independent judge (docs/priors.md); ``--prior KIND:W`` multiplies it by W.
+INVERT_PRIOR_WEIGHTS = {"bn": 2e-6, "tv": 0.01, "l2": 1e-3, "critic": 1.0}
+# Layers from here on get the BatchNorm prior by default (earlier ones keep so much of the picture that
+# the prior has nothing to add; docs/priors.md)
+INVERT_PRIOR_FROM = "block8"
+
+
+def invert_prior(backbone, layer: str, specs=None, device="cpu"):
+    """The prior objective for inverting ``layer``: ``specs`` (PriorSpecs) if given; by default the
+    BatchNorm prior for layers from ``INVERT_PRIOR_FROM`` on (and the head, the logits), none before."""
+    from fastdream.engine.spec import PriorSpec, make_priors
+
+    if specs is None:
+        names = backbone.tap_names()
+        deep = (INVERT_PRIOR_FROM in names and layer in names
+                and names.index(layer) >= names.index(INVERT_PRIOR_FROM))
+        if not deep or not backbone.batchnorm_layers():
+            return None
+        specs = [PriorSpec("bn")]
+    return make_priors(specs, INVERT_PRIOR_WEIGHTS, device=device)
+
+
 def invert_layers(backbone, x0: torch.Tensor, layers: Sequence[str], cfg: InvertConfig,
-                  progress: Callable[[int, int], None] | None = None, judge=None) -> tuple[list[torch.Tensor], list[dict]]:
+                  progress: Callable[[int, int], None] | None = None, judge=None,
+                  prior: Callable[[str], object] | None = None) -> tuple[list[torch.Tensor], list[dict]]:
     """Invert ``x0`` ``[1, 3, H, W]`` at each layer (sorted from early to late). Returns the pictures and
     rows ``{"layer", "psnr", "ssim", "seconds"}`` measured against ``x0``; with a ``judge``
-    (:class:`fastdream.metrics.Judge`) also ``"lite2_distance"``, its LPIPS-style distance to ``x0``."""
+    (:class:`fastdream.metrics.Judge`) also ``"lite2_distance"``, its LPIPS-style distance to ``x0``.
+    ``prior(layer)``: the prior objective for each layer (None: ``cfg.prior`` for all)."""
     cfg.validate()
     layers = resolve_layers(backbone, layers)
     total = cfg.steps * len(layers)
@@ -138,9 +163,11 @@ def invert_layers(backbone, x0: torch.Tensor, layers: Sequence[str], cfg: Invert
     for i, layer in enumerate(layers):
         t0 = time.perf_counter()
         cb = None if progress is None else (lambda d, t, i=i: progress(i * cfg.steps + d, total))
-        r = invert_one(backbone, x0, layer, cfg, progress=cb)
+        lcfg = cfg if prior is None else dataclasses.replace(cfg, prior=prior(layer))
+        r = invert_one(backbone, x0, layer, lcfg, progress=cb)
         results.append(r)
         row = {"layer": layer, "psnr": round(psnr(r, x0), 3), "ssim": round(ssim(r, x0), 4),
+               "prior": repr(lcfg.prior) if lcfg.prior is not None else "none",
                "seconds": round(time.perf_counter() - t0, 2)}
         if judge is not None:
             row["lite2_distance"] = round(judge.distance(r, x0), 4)

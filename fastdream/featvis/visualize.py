@@ -138,6 +138,21 @@ def parse_targets(backbone, size: tuple[int, int], classes: Sequence = (), chann
     return targets
 
 
+# The default weights of visualize's priors, next to Adam on a class logit or a channel's mean (chosen with
+# the independent judge; docs/priors.md); ``--prior KIND:W`` multiplies them by W.
+VISUALIZE_PRIOR_WEIGHTS = {"bn": 0.002, "tv": 200.0, "l2": 1.0, "critic": 1.0}
+
+
+def visualize_priors(specs, device="cpu") -> Objective | None:
+    """The prior objective of visualize for PriorSpecs (``engine.spec.parse_priors``); None: the
+    default (the BatchNorm prior); []: none."""
+    from fastdream.engine.spec import PriorSpec, make_priors
+
+    if specs is None:
+        specs = [PriorSpec("bn")]
+    return make_priors(specs, VISUALIZE_PRIOR_WEIGHTS, device=device)
+
+
 def combined(targets: Sequence[Target]) -> Objective:
     return Sum([(t.weight, t.objective) for t in targets])
 
