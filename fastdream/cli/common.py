@@ -111,7 +111,12 @@ def dream_setup(args, size, device):
     overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
     if args.sigma is not None:
         overrides["sigma"] = args.sigma if len(args.sigma) > 1 else args.sigma[0]
-    cfg, preset_layers = make_config(args.preset, **overrides)
+    preset = args.preset
+    if preset is None and (getattr(args, "faces", None) or any("@" in c for c in args.classes)):
+        from fastdream.presets import OBJECTS_CONFIG
+
+        overrides = {**OBJECTS_CONFIG, **overrides}  # objects in boxes: their own schedule unless a preset is named
+    cfg, preset_layers = make_config(preset, **overrides)
     backbone = get_backbone(args.backbone, device)
     priors = parse_priors(getattr(args, "priors", None))
     if getattr(args, "face_suppress", 0.0) and not getattr(args, "faces", None):
@@ -138,7 +143,7 @@ def dream_setup(args, size, device):
         objective = objective + StyleObjective.from_images(backbone, styles, device=device) * total
     import dataclasses
 
-    params = {"preset": args.preset, "objective": repr(objective), **dataclasses.asdict(cfg),
+    params = {"preset": preset, "objective": repr(objective), **dataclasses.asdict(cfg),
               "priors": "default" if priors is None else [f"{p.kind}:{p.scale:g}" for p in priors] or "none",
               "max_size": args.max_size, "backbone": args.backbone or "efficientnet-lite0"}
     return backbone, objective, cfg, params

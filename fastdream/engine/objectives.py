@@ -497,8 +497,8 @@ class BoxView(Objective):
 
     whole_picture = True  # needs the whole picture, not one tile
 
-    def __init__(self, inner: Objective, box=None, mask=None, *, size: int = 224, jitter: float = 0.1,
-                 scale: tuple[float, float] = (0.8, 1.2), flip: bool = True, views: int = 2):
+    def __init__(self, inner: Objective, box=None, mask=None, *, size: int = 224, jitter: float = 0.06,
+                 scale: tuple[float, float] = (0.9, 1.1), flip: bool = True, views: int = 1):
         if (mask is None) == (box is None):
             raise FastdreamError("BoxView takes a mask or a box, not both or neither")
         self.mask = None

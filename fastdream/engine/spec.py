@@ -207,7 +207,7 @@ def build_objective(backbone, size, layers=(), channels=(), neurons=(), classes=
     for s in classes:
         body, w, region = split_weight_region(s, "--class")
         idx = backbone.class_index(body)
-        cls = ClassLogit(idx, backbone.class_names[idx] if backbone.class_names else None, log_prob=region is not None)
+        cls = ClassLogit(idx, backbone.class_names[idx] if backbone.class_names else None)
         if region is None:
             add(cls, w, None, "--class")
             if prior is not None and global_prior[0] is None:  # once, on the same forward pass
