@@ -199,3 +199,25 @@ def test_region_boxes_are_checked():
                 "10,10,12,50"]:         # 2 pixels wide
         with pytest.raises(FastdreamError, match="--class region"):
             parse_region(bad, size, "--class")
+
+
+def test_invert_and_visualize_take_priors():
+    from fastdream.featvis.invert import InvertConfig, invert_layers
+    from fastdream.featvis.visualize import VisualizeConfig, optimize, parse_targets, visualize_priors
+    from fastdream.metrics import Judge
+
+    bb = load_backbone()
+    x = _photo(48, 64)
+    seen = []
+
+    def prior(layer):
+        seen.append(layer)
+        return BNPrior(2e-6) if layer == "block3" else None
+
+    pics, rows = invert_layers(bb, x, ["block1", "block3"], InvertConfig(steps=3), judge=Judge(), prior=prior)
+    assert seen == ["block1", "block3"] and [r["prior"] for r in rows] == ["none", "BNPrior(2e-06)"]
+    assert all(r["lite2_distance"] > 0 for r in rows) and pics[1].shape == x.shape
+    p = visualize_priors(None)
+    assert repr(p) == "BNPrior(0.002)" and visualize_priors([]) is None
+    imgs, _ = optimize(bb, parse_targets(bb, (48, 48), ["goldfish"]), VisualizeConfig(size=(48, 48), steps=2, prior=p))
+    assert imgs.shape == (1, 3, 48, 48) and torch.isfinite(imgs).all()

@@ -33,9 +33,8 @@ def add_parser(sub):
     p.add_argument("--tv-weight", type=number(float, 0), default=0.01, help="total-variation prior weight (default 0.01)")
     p.add_argument("--alpha-weight", type=number(float, 0), default=1e-3, help="alpha-norm prior weight (default 0.001)")
     p.add_argument("--prior", dest="priors", action="append", default=[], metavar="bn[:W]|tv[:W]|l2[:W]|none",
-                   help="a further natural-image prior: bn = the backbone's BatchNorm statistics (DeepInversion); "
-                        "default: bn for layers from block8 on, none before; W scales the default weight; "
-                        "none switches it off")
+                   help="a further natural-image prior beside the TV and alpha-norm priors: bn = the backbone's "
+                        "BatchNorm statistics (DeepInversion, weight 2e-6 times W); default none")
     p.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0)
     p.add_argument("--backbone", help="default: the embedded EfficientNet-Lite0; or a checkpoint file")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -70,7 +70,7 @@ def train_critic(photos: list[torch.Tensor], dreams: list[torch.Tensor], steps: 
         real, fake = _patches(photos, 256, gen), _patches(dreams, 256, gen)
         acc = 0.5 * (float((critic(real).mean((1, 2, 3)) > 0).float().mean())
                      + float((critic(fake).mean((1, 2, 3)) < 0).float().mean()))
-    return critic, {"accuracy": acc, "loss": float(loss)}
+    return critic, {"accuracy": acc, "loss": float(loss.detach())}
 
 
 class CriticPrior(Prior):

@@ -110,8 +110,8 @@ def invert(image: Any, layer: str | Sequence[str] = "block3", *, backbone=None, 
     ``image``: path, PIL, numpy or tensor; resized so its long side is ``size`` (None: as it is).
     ``layer``: a tap name (``"stem"``, ``"block0"``.. ``"block15"``, ``"head"``, ``"logits"``), or a list
     of them: then a list of results comes back, one per layer. Results are in the input's form (PIL for
-    a path). ``prior``: ``"default"`` (the BatchNorm prior from block8 on), an objective of priors
-    (``BNPrior(2e-6)``) for every layer, or None. ``return_stats=True`` also returns ``{"layers":
+    a path). ``prior``: ``"default"`` (none beside the TV and alpha-norm priors), an objective of
+    priors (``BNPrior(2e-6)``) for every layer, or None. ``return_stats=True`` also returns ``{"layers":
     [{"layer", "psnr", "ssim"}, ...]}`` measured against the (resized) input.
 
     >>> rebuilt = invert("photo.jpg", layer="block3")

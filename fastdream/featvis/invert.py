@@ -126,26 +126,19 @@ def invert_one(backbone, x0: torch.Tensor, layer: str, cfg: InvertConfig,
         return param().detach()
 
 
-# The default weight of invert's priors beside the normalized feature loss (about 1 at the start, 1e-3..1e-1
-# at the end), chosen with the independent judge (docs/priors.md); ``--prior KIND:W`` multiplies it by W.
+# The weight of invert's priors beside the normalized feature loss (about 1 at the start, 1e-3..1e-1 at the
+# end); ``--prior KIND:W`` multiplies it by W. No prior is on by default: the BatchNorm prior did not
+# measurably bring inversions closer to the photo (docs/priors.md, "What the weights remember").
 INVERT_PRIOR_WEIGHTS = {"bn": 2e-6, "tv": 0.01, "l2": 1e-3, "critic": 1.0}
-# Layers from here on get the BatchNorm prior by default (earlier ones keep so much of the picture that
-# the prior has nothing to add; docs/priors.md)
-INVERT_PRIOR_FROM = "block8"
 
 
 def invert_prior(backbone, layer: str, specs=None, device="cpu"):
-    """The prior objective for inverting ``layer``: ``specs`` (PriorSpecs) if given; by default the
-    BatchNorm prior for layers from ``INVERT_PRIOR_FROM`` on (and the head, the logits), none before."""
-    from fastdream.engine.spec import PriorSpec, make_priors
+    """The prior objective for inverting ``layer`` from PriorSpecs (None or []: no further prior; the
+    inversion's own TV and alpha-norm priors stay)."""
+    from fastdream.engine.spec import make_priors
 
-    if specs is None:
-        names = backbone.tap_names()
-        deep = (INVERT_PRIOR_FROM in names and layer in names
-                and names.index(layer) >= names.index(INVERT_PRIOR_FROM))
-        if not deep or not backbone.batchnorm_layers():
-            return None
-        specs = [PriorSpec("bn")]
+    if not specs:
+        return None
     return make_priors(specs, INVERT_PRIOR_WEIGHTS, device=device)
 
 
