@@ -18,6 +18,10 @@ import pathlib
 import platform
 import statistics
 import sys
+
+import fastdream
+
+fastdream.configure_process()  # before torch, as the CLI does (fastdream.process)
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -4,6 +4,10 @@
 """
 import sys
 
+import fastdream
+
+fastdream.configure_process()  # before torch, as the CLI does (fastdream.process)
+
 from fastdream.bench.kernels import main
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ import json
 import pathlib
 import statistics
 import sys
+
+import fastdream
+
+fastdream.configure_process()  # before torch, as the CLI does (fastdream.process)
 import tempfile
 import time
 

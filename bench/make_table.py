@@ -36,11 +36,31 @@ def tables() -> str:
             continue
         out.append(f"**{path.name}** — {machine(md)}, torch {md.get('torch', '?')}, {md.get('time', '')}\n")
         if "op" in rows[0]:
-            out.append("| op | variant | device | size | fastdream ms | torch reference ms | speedup |")
-            out.append("| --- | --- | --- | --- | ---: | ---: | ---: |")
+            out.append("| op | variant | device | size | fastdream ms | torch reference ms | vs reference | "
+                       "best pure-torch ms | vs best |")
+            out.append("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
             for r in rows:
+                best = (f"{r['best_ms']:.2f} ({r['best_baseline']}) | {r['speedup_vs_best']:.1f}×"
+                        if r.get("best_ms") is not None else "— | —")
                 out.append(f"| {r['op']} | {r['variant']} | {r['device']} | {r['width']}×{r['height']} | "
-                           f"{r['fastdream_ms']:.2f} | {r['reference_ms']:.2f} | {r['speedup']:.1f}× |")
+                           f"{r['fastdream_ms']:.2f} | {r['reference_ms']:.2f} | {r['speedup']:.1f}× | {best} |")
+        elif rows[0].get("bench") == "dream" and "loops" in rows[0]:
+            out.append("| size | preset | loop | seconds | it/s | objective | Lite2 distance to fp32 (÷ photo's) |")
+            out.append("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+            for r in rows:
+                for name, l in r["loops"].items():
+                    d = l.get("ratio_to_fp32")
+                    out.append(f"| {r['width']}×{r['height']} | {r['preset']} | {name} | {l['seconds']:.2f} | "
+                               f"{l['it_per_s']:.3f} | {l['objective']:.1f} | {'—' if d is None else f'{d:.2f}'} |")
+                j = r.get("judge")
+                if j:
+                    out.append(f"| {r['width']}×{r['height']} | {r['preset']} | fp32, another seed | | | | "
+                               f"{j['ratio_other_seed_fp32']:.2f} |")
+            out.append("")
+            out.append("| size | " + " | ".join(rows[0]["speedups"]) + " |")
+            out.append("| --- | " + " | ".join("---:" for _ in rows[0]["speedups"]) + " |")
+            for r in rows:
+                out.append(f"| {r['width']}×{r['height']} | " + " | ".join(f"{v:.2f}×" for v in r["speedups"].values()) + " |")
         elif rows[0].get("bench") == "dream":
             out.append("| size | iterations | fastdream it/s | eager loop it/s | speedup |")
             out.append("| --- | ---: | ---: | ---: | ---: |")

@@ -20,6 +20,10 @@ import os
 import pathlib
 import platform
 import sys
+
+import fastdream
+
+fastdream.configure_process()  # before torch, as the CLI does (fastdream.process)
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

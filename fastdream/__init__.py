@@ -9,18 +9,11 @@
 from __future__ import annotations
 
 import importlib
-import os
-
-# Idle OpenMP threads sleep instead of spinning. torch and fastdream._C share one libgomp; with its default
-# (spin for a while after every parallel region) the idle workers of one op steal the cores the next op
-# needs, and a dream on a busy 2-core machine ran 10x slower (20 s against 1.5 s for the same 4 steps).
-# libgomp reads this when it loads, so it takes effect when fastdream is imported before torch, as the CLI
-# does; a value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
 from fastdream._native import build_info, has_cuda  # noqa: E402,F401
+from fastdream.process import configure_process  # noqa: E402,F401  (process-wide knobs: the CLI calls it)
 
 # The public API, imported on first use so that `import fastdream` (and the CLI's --help) stays fast.
 _LAZY = {
@@ -33,7 +26,7 @@ _LAZY = {
     "objectives": "fastdream.objectives",
 }
 
-__all__ = ["build_info", "has_cuda", "__version__", *_LAZY]
+__all__ = ["build_info", "has_cuda", "configure_process", "__version__", *_LAZY]
 
 
 def __getattr__(name):

@@ -6,6 +6,8 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
+import stat
 import tempfile
 import warnings
 from typing import Any
@@ -16,9 +18,9 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from fastdream.errors import InputError
 
-# Pictures above this many pixels are refused as decompression bombs (Pillow's own error threshold is
-# 2x its 89.5 Mpx warning; 16k x 8k = 134 Mpx still opens).
-MAX_PIXELS = 180_000_000
+# Pictures above this many pixels are refused as decompression bombs: Pillow's own error threshold
+# (2x its 89.5 Mpx warning), so that both checks give the same message; 16k x 8k = 134 Mpx still opens.
+MAX_PIXELS = 2 * 89_478_485
 
 WRITERS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
            ".bmp": "BMP"}
@@ -84,6 +86,10 @@ def check_output_folder(p: pathlib.Path) -> pathlib.Path:
     return p
 
 
+def _too_large(p, what: str) -> str:
+    return f"{p}: {what} is too large (limit {MAX_PIXELS / 1e6:.0f} Mpx; a decompression bomb?)"
+
+
 def open_image(path) -> Image.Image:
     """Open a picture file with clear errors for missing, unreadable, truncated or oversized files."""
     p = check_input_file(path)
@@ -93,15 +99,15 @@ def open_image(path) -> Image.Image:
             img = Image.open(p)
             w, h = img.size
             if w * h > MAX_PIXELS:
-                raise InputError(f"{p}: {w}x{h} pixels is too large (limit {MAX_PIXELS // 1_000_000} Mpx; "
-                                 "a decompression bomb?)")
+                raise InputError(_too_large(p, f"{w}x{h} pixels"))
             if w == 0 or h == 0:
                 raise InputError(f"{p}: the picture has no pixels ({w}x{h})")
             img.load()
     except InputError:
         raise
-    except Image.DecompressionBombError as e:
-        raise InputError(f"{p}: too large to open safely ({e})") from None
+    except Image.DecompressionBombError as e:  # Pillow's check, from the header, before ours
+        n = re.search(r"\((\d+) pixels\)", str(e))
+        raise InputError(_too_large(p, f"{int(n.group(1)) / 1e6:.0f} Mpx" if n else "the picture")) from None
     except UnidentifiedImageError:
         raise InputError(f"{p}: not a picture Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -181,6 +187,37 @@ def check_output_path(path, kinds=WRITERS) -> pathlib.Path:
     return check_output_folder(p)
 
 
+def _umask() -> int:
+    """The process's umask: read from /proc where there is one (os.umask can only be read by setting it,
+    which would race with other threads), else set and restored at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_mode(path) -> int:
+    """The permission bits an output at ``path`` gets: those of the file it replaces, else what a plain
+    ``open(path, "w")`` would give (0666 with the umask applied)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def replace_output(tmp, path) -> None:
+    """Move the finished temporary file ``tmp`` onto ``path`` (atomic rename), with ``output_mode(path)``:
+    temporary files are created 0600, which an output must not keep. Every writer ends here."""
+    os.chmod(tmp, output_mode(path))
+    os.replace(tmp, path)
+
+
 def atomic_write(path, write_fn) -> None:
     """Call ``write_fn(tmp_path)`` then rename onto ``path``: the output is complete or absent."""
     p = pathlib.Path(path)
@@ -188,7 +225,7 @@ def atomic_write(path, write_fn) -> None:
     os.close(fd)
     try:
         write_fn(tmp)
-        os.replace(tmp, p)
+        replace_output(tmp, p)
     except BaseException:
         try:
             os.unlink(tmp)

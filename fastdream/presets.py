@@ -45,6 +45,15 @@ DEFAULT_PRESET = "classic"
 # gradients and 20 steps per octave (chosen with the independent judge on the tuning cases of docs/priors.md).
 OBJECTS_CONFIG = {"sigma": (0.5, 1.0, 2.0), "steps": 20}
 
+# The one rule for a preset and objective flags, the same in dream, sheet, zoom, video, distill, the Python
+# API and the web page. Replacing (rather than adding) keeps a dream of `--class jellyfish` a dream of that
+# class whichever preset schedules it; a preset's own terms are one flag away (`--list-presets`).
+OBJECTIVE_RULE = ("A preset sets an objective and a schedule. Objective flags (--layer, --channel, --neuron, "
+                  "--class, --guide) replace the preset's objective; its schedule still applies, and "
+                  "schedule flags override it; --style adds to whichever objective runs. To keep the "
+                  "preset's objective too, add its layers (e.g. --preset eyes --layer block7 --layer block11 "
+                  "--class jellyfish).")
+
 
 def get_preset(name: str) -> dict:
     if name not in PRESETS:
@@ -54,3 +63,43 @@ def get_preset(name: str) -> dict:
 
 def describe() -> str:
     return "; ".join(f"{k}: {v['description']}" for k, v in PRESETS.items())
+
+
+SCHEDULE_FIELDS = ("octaves", "octave_scale", "steps", "step_size", "jitter", "sigma", "recursions")
+
+
+def table() -> str:
+    """What every preset sets, as a text table (``fastdream dream --list-presets``); values a preset
+    sets itself are marked ``*``, the others are the schedule defaults."""
+    import dataclasses
+    import textwrap
+
+    from fastdream.engine.dream import DreamConfig
+
+    base = {f.name: f.default for f in dataclasses.fields(DreamConfig)}
+
+    def show(v):
+        if v is None:
+            return "-"
+        if isinstance(v, tuple):
+            return ",".join(f"{x:g}" for x in v)
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    def cell(cfg, f):
+        v = show(cfg[f]) + "*" if f in cfg else show(base[f])
+        if f == "recursions" and cfg.get(f):  # the rounds' rescale and blend belong with them
+            v += " (scale {}, blend {})".format(*(show(cfg.get(k, base[k])) for k in ("recursion_scale",
+                                                                                          "recursion_blend")))
+        return v
+
+    head = ["preset", "objective", *(f.replace("_", "-") for f in SCHEDULE_FIELDS)]
+    rows = [head]
+    for name, p in PRESETS.items():
+        cfg = p["config"]
+        rows.append([name + (" (default)" if name == DEFAULT_PRESET else ""), " + ".join(p["layers"]),
+                     *(cell(cfg, f) for f in SCHEDULE_FIELDS)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines += ["", *textwrap.wrap("* set by the preset; the other values are the defaults. " + OBJECTIVE_RULE, 100), ""]
+    lines += [f"{name}: {p['description']}" for name, p in PRESETS.items()]
+    return "\n".join(lines)

@@ -93,8 +93,8 @@ def test_schedule_output_scale_gets_real_work(backbone):
 
     # coarse scales a quarter of the evaluations each; the output scale at least FINAL_ITERS (an upsampled
     # result must be re-optimized there: at 2 evaluations the 2048-px loss ratio was 0.82)
-    assert FINAL_ITERS == 55
-    assert plan(size=2048) == [(256, 120), (512, 30), (1024, 8), (2048, 55)]
+    assert FINAL_ITERS == 80
+    assert plan(size=2048) == [(256, 120), (512, 30), (1024, 8), (2048, 80)]
     assert plan(size=2048, iters=40) == [(256, 40), (512, 10), (1024, 5), (2048, 40)]
     assert plan(size=2048, iters=3) == [(256, 3), (512, 3), (1024, 3), (2048, 3)]   # never more than asked
     assert plan(size=2048, iters=(40, 10, 4, 2)) == [(256, 40), (512, 10), (1024, 4), (2048, 2)]  # explicit wins

@@ -280,3 +280,20 @@ def test_native_tiling_checks_its_arguments(gen):
         _C.accumulate_tiles(tiles, image.clone(), 16, 16, 4, 0, 0, 0, torch.empty(1, dtype=torch.uint8), 0)
     with pytest.raises(TypeError, match="tiles: expected float32, got int32 tensor"):
         _C.accumulate_tiles(tiles.int(), image.clone(), 16, 16, 4, 0, 0, 0, torch.empty(1, dtype=torch.uint8), 0)
+
+
+def test_auto_tile_covers_with_less_work_than_a_square_tile():
+    from fastdream.ops import auto_tile
+
+    assert auto_tile(900, 1000, 1024 * 1024) == (900, 1000)  # fits: no tiling
+    for (h, w) in [(1080, 1920), (2160, 3840), (1025, 1025), (600, 2000), (4320, 7680)]:
+        th, tw = auto_tile(h, w, 1024 * 1024, 64)
+        assert th * tw <= 1024 * 1024 and min(th, tw) >= 512
+        offs = [(o, 2 * o) for o in range(0, 1000, 97)]
+        work = sum(len(tile_layout(h, w, (th, tw), 64, o)) for o in offs) * th * tw
+        square = sum(len(tile_layout(h, w, 1024, 64, o)) for o in offs) * 1024 * 1024
+        assert work <= 1.05 * square, (h, w, th, tw)  # chosen on 8 offsets per axis: an estimate
+    th, tw = auto_tile(1080, 1920, 1024 * 1024, 64)
+    assert th * tw * 3 < 0.6 * 6 * 1024 * 1024  # 1080p: 3 strips instead of 4-6 squares
+    with pytest.raises(ValueError, match="too small"):
+        auto_tile(1000, 1000, 2000, 64)

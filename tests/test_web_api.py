@@ -204,7 +204,8 @@ def test_web_host_header_check():
 def test_web_page_filter_and_vendored_runtime(tmp_path):
     with client(filter_path=str(tmp_path / "missing.onnx")) as c:
         r = c.get("/")
-        assert r.status_code == 200 and "Live filter" in r.text
+        assert r.status_code == 200 and 'id="tab-live"' in r.text
+        assert 'id="mode-filter"' in r.text and 'id="mode-dream"' in r.text   # the Live tab's two modes
         assert r.headers["cross-origin-embedder-policy"] == "require-corp"
         f = c.get("/api/options").json()["filter"]
         assert not f["available"] and "--filter" in f["message"]

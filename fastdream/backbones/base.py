@@ -14,6 +14,7 @@ from torch import nn
 
 from fastdream.backbones.classes import ClassNames
 from fastdream.errors import FastdreamError, suggest
+from fastdream.precision import autocast
 
 LOGITS = "logits"
 # Per-position class logits [B, K, h, w] where the classifier is a linear layer over globally averaged
@@ -153,12 +154,14 @@ class Backbone(nn.Module):
         self._check_input(x)
         return self.model(self.normalize(x))
 
-    def forward_taps(self, x: torch.Tensor, taps: Iterable[str]) -> dict[str, torch.Tensor]:
+    def forward_taps(self, x: torch.Tensor, taps: Iterable[str], precision: str = "fp32") -> dict[str, torch.Tensor]:
         """Feature maps of the named taps for ``x: [B, 3, H, W]`` (RGB, [0, 1]); keys as requested.
 
         The forward pass stops once all requested taps are computed (``"logits"`` runs it to the end).
         Autograd works through the result: ``out["block5"].mean().backward()`` fills ``x.grad``.
         A submodule that runs more than once in one forward is tapped at its first call.
+        ``precision`` (``fp32``, ``bf16``, ``fp16``; see :mod:`fastdream.precision`): the network runs
+        under autocast at that precision; the taps come back as float32 either way.
         """
         requested = list(dict.fromkeys(taps))
         if not requested:
@@ -166,7 +169,7 @@ class Backbone(nn.Module):
         if CLASS_MAP in requested:
             head, fc = self._class_map_parts()
             rest = [t for t in requested if t != CLASS_MAP]
-            inner = self.forward_taps(x, list(dict.fromkeys([*rest, head])))
+            inner = self.forward_taps(x, list(dict.fromkeys([*rest, head])), precision)
             if fc is None:
                 cmap = inner[head]
             else:
@@ -209,7 +212,8 @@ class Backbone(nn.Module):
                     handles.append(bn.register_forward_pre_hook(
                         lambda m, inputs: bn_terms.append(bn_statistic(inputs[0], m.running_mean, m.running_var))))
             try:
-                logits = self.model(self.normalize(x))
+                with autocast(precision, x.device):
+                    logits = self.model(self.normalize(x))
             except _TapsComplete:
                 logits = None
         finally:
@@ -223,7 +227,8 @@ class Backbone(nn.Module):
             if t == BN_STATS:
                 out[t] = torch.stack(bn_terms).sum(0)
             else:
-                out[t] = logits if canon[t] == LOGITS else captured[canon[t]]
+                v = logits if canon[t] == LOGITS else captured[canon[t]]
+                out[t] = v.float() if v is not None and v.dtype != torch.float32 and v.is_floating_point() else v
         return out
 
     def batchnorm_layers(self) -> list[nn.Module]:

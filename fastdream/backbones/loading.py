@@ -158,6 +158,36 @@ def _load_strict(net: nn.Module, state: dict, what: str) -> None:
 # -- checkpoint files --------------------------------------------------------------------------
 
 
+def pickled_global(e: BaseException) -> str | None:
+    """The class a ``weights_only`` load refused (``"torch.nn.modules.linear.Linear"``), "" when torch
+    named none, None when ``e`` is not about pickled objects."""
+    if not isinstance(e, pickle.UnpicklingError):
+        return None
+    msg = str(e)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
+    if found:
+        return found.group(1)
+    return "" if "Unsupported class" in msg else None
+
+
+def load_error_reason(e: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, as one short clause without torch's advice
+    on unsafe loading, terminal colours or text cut mid-word."""
+    cls = pickled_global(e)
+    if cls is not None:
+        return (f"it holds pickled Python objects{f' ({cls})' if cls else ''}, which fastdream does not load "
+                "(unpickling can run code)")
+    msg = str(e)
+    if isinstance(e, pickle.UnpicklingError):
+        found = re.search(r"WeightsUnpickler error:\s*(.+)", msg)
+        msg = found.group(1) if found else msg
+    if "central directory" in msg or "corrupted" in msg or isinstance(e, EOFError) or "EOF" in msg:
+        return "the file is damaged or truncated"
+    if isinstance(e, KeyError) or "invalid load key" in msg:
+        return "not a file torch.save wrote"
+    return _short(msg)
+
+
 def _read(path: pathlib.Path):
     """``torch.load(weights_only=True)`` with one-line errors for the ways a file can be wrong."""
     if not path.exists():
@@ -166,24 +196,30 @@ def _read(path: pathlib.Path):
         raise FastdreamError(f"checkpoint path is a folder, not a file: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        msg = str(e)
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
-        if found or "Unsupported class" in msg:
-            what = f" (it needs {found.group(1)})" if found else ""
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError,
+            KeyError) as e:
+        cls = pickled_global(e)
+        if cls is not None:
+            what = f" (it needs {cls})" if cls else ""
             raise FastdreamError(
                 f"{path} holds pickled Python objects{what}, which fastdream does not load (unpickling can run "
                 "code): save model.state_dict() instead, or pass the nn.Module to load_backbone() in Python"
             ) from None
-        reason = re.search(r"WeightsUnpickler error:\s*(.+)", msg)
-        raise FastdreamError(f"{path} is not a PyTorch checkpoint ({_short(reason.group(1) if reason else msg)})") from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError) as e:
-        raise FastdreamError(f"{path} is not a PyTorch checkpoint ({_short(str(e))})") from None
+        raise FastdreamError(f"{path} is not a PyTorch checkpoint ({load_error_reason(e)})") from None
 
 
-def _short(msg: str) -> str:
-    line = next((s.strip() for s in msg.splitlines() if s.strip()), "unreadable")
-    return line[:160]
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _short(msg: str, limit: int = 160) -> str:
+    """The first sentence of the first line of ``msg`` (terminal colours removed), at most ``limit``
+    characters, cut at a word."""
+    line = next((_ANSI.sub("", s).strip() for s in msg.splitlines() if s.strip()), "unreadable")
+    m = re.match(r"(.+?[.;:])\s", line + " ")
+    line = m.group(1).rstrip(".;:") if m else line
+    if len(line) > limit:
+        line = line[:limit].rsplit(" ", 1)[0] + "..."
+    return line
 
 
 def _state_dict_of(obj, path) -> dict:
@@ -277,7 +313,9 @@ def save_checkpoint(backbone: Backbone, path: str | os.PathLike, *, extra: dict 
     os.close(fd)
     try:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
+        from fastdream.imageio import replace_output
+
+        replace_output(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

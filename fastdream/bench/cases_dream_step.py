@@ -1,13 +1,16 @@
 """Benchmark cases for ``dream_step``: fastdream's fused op vs the pure-torch reference chain.
 
-``cases(device, height, width)`` returns dicts ``{"op", "variant", "fastdream", "reference"}``; each
-callable runs one step on pre-made seeded inputs (the fused op updates its own image copy in place,
-repeatedly; the reference returns a new image each time).
+``cases(device, height, width, compile=False)`` returns dicts ``{"op", "variant", "fastdream",
+"reference", "baselines"}``; each callable runs one step on pre-made seeded inputs (the fused op updates
+its own image copy in place, repeatedly; the reference returns a new image each time). ``baselines`` are
+the fast pure-torch versions (``fastdream.bench.baselines.BestDreamStep``: separable passes, in place;
+with ``compile=True`` also its ``torch.compile``d twin).
 """
 from __future__ import annotations
 
 import torch
 
+from fastdream.bench.baselines import BestDreamStep
 from fastdream.ops.dream_step import dream_step
 from fastdream.reference.dream_step import _dream_step
 
@@ -27,7 +30,7 @@ def _inputs(device: str, height: int, width: int, seed: int = 0):
     return image, grad
 
 
-def cases(device: str, height: int, width: int) -> list[dict]:
+def cases(device: str, height: int, width: int, compile: bool = False) -> list[dict]:
     out = []
     for variant, kw in VARIANTS.items():
         image, grad = _inputs(device, height, width)
@@ -40,7 +43,15 @@ def cases(device: str, height: int, width: int) -> list[dict]:
         def reference_fn(image=image, grad=grad, args=args):
             _dream_step(image, grad, **args)
 
-        out.append({"op": "dream_step", "variant": variant, "fastdream": fastdream_fn, "reference": reference_fn})
+        baselines = {}
+        for name, comp in (("torch separable", False), ("torch separable, compiled", True)):
+            if comp and not compile:
+                continue
+            best = BestDreamStep(3, device=device, compile=comp, **args)
+            best_image = image.clone()
+            baselines[name] = lambda best=best, best_image=best_image, grad=grad: best(best_image, grad)
+        out.append({"op": "dream_step", "variant": variant, "fastdream": fastdream_fn, "reference": reference_fn,
+                    "baselines": baselines})
     return out
 
 

@@ -19,7 +19,7 @@ def _image(gen: torch.Generator, device: str, h: int, w: int) -> torch.Tensor:
     return torch.rand(1, 3, h, w, generator=gen).to(device)  # [1, 3, h, w]
 
 
-def cases(device: str, height: int, width: int) -> list[dict]:
+def cases(device: str, height: int, width: int, compile: bool = False) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
     small = (max(1, round(height * OCTAVE_SCALE)), max(1, round(width * OCTAVE_SCALE)))
     half = (max(1, height // 2), max(1, width // 2))

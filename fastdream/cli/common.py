@@ -41,16 +41,67 @@ def number_list(s: str):
     return vals
 
 
-def add_dream_options(p: argparse.ArgumentParser, presets_help: str) -> None:
-    """Objective and schedule flags of `fastdream dream` (also used by sheet, zoom, video, distill)."""
-    g = p.add_argument_group("objective (several add up; WEIGHT may be negative to suppress)")
-    g.add_argument("--preset", help=f"a named dream: {presets_help}")
+PRECISION_HELP = ("the backbone's precision: auto (the default: bf16 on CPUs with AVX512-BF16 or AMX and on CUDA "
+                  "GPUs with bf16, fp16 on other GPUs, fp32 on other CPUs), fp32, bf16, or fp16 (CUDA only); "
+                  "objectives, the update and the picture stay fp32")
+
+
+def add_precision_option(group) -> None:
+    """``--precision auto|fp32|bf16|fp16`` (checked against the device by :func:`resolve_precision`)."""
+    group.add_argument("--precision", default="auto", metavar="auto|fp32|bf16|fp16", help=PRECISION_HELP)
+
+
+def resolve_precision(args, device) -> str:
+    """The precision ``--precision`` means on ``device`` (``fp32``, ``bf16`` or ``fp16``); a bad one is
+    an :class:`InputError` naming what this device has."""
+    from fastdream.precision import resolve_precision as resolve
+
+    return resolve(getattr(args, "precision", "auto"), device)
+
+
+class _ListPresets(argparse.Action):
+    """``--list-presets``: print what each preset sets and exit (like --version, no other flag needed)."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from fastdream.presets import table
+
+        print(table())
+        parser.exit(0)
+
+
+def _schedule_default(field: str, own: dict | None = None) -> str:
+    """``(default: from the preset; classic: 4)`` for a schedule flag (``own``: the command's values
+    without a preset, as zoom's lighter dream per frame)."""
+    from fastdream.api import make_config
+
+    if own and field in own:
+        return f"(default: from the preset; without --preset: {own[field]})"
+    cfg, _ = make_config(None)
+    v = getattr(cfg, field)
+    shown = "none" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+    return f"(default: from the preset; classic: {shown})"
+
+
+def add_dream_options(p: argparse.ArgumentParser, presets_help: str, own_defaults: dict | None = None) -> None:
+    """Objective and schedule flags of `fastdream dream` (also used by sheet, zoom, video, distill);
+    ``own_defaults``: schedule values the command uses when no preset is named."""
+    from fastdream.presets import DEFAULT_PRESET, OBJECTIVE_RULE
+
+    import textwrap
+
+    g = p.add_argument_group("objective (several add up; WEIGHT may be negative to suppress)",
+                             textwrap.fill(OBJECTIVE_RULE, 78))
+    g.add_argument("--preset", help=f"a named dream (default: {DEFAULT_PRESET}): {presets_help}")
+    g.add_argument("--list-presets", action=_ListPresets, help="print what each preset sets (a table) and exit")
     g.add_argument("--layer", action="append", default=[], metavar="NAME[:KIND][*W][@REGION]",
                    help="amplify a layer (KIND: l2 (default), mean, l1, abs_l2); see `fastdream layers`")
     g.add_argument("--channel", action="append", default=[], metavar="LAYER:C[,C..][*W][@REGION]",
                    help="amplify channels of a layer")
     g.add_argument("--neuron", action="append", default=[], metavar="LAYER:C:Y:X[*W]",
-                   help="amplify one unit (channel C at activation position Y, X)")
+                   help="amplify one unit (channel C at position Y, X of the layer's grid at the dream's size)")
     g.add_argument("--class", dest="classes", action="append", default=[], metavar="NAME|INDEX[*W][@REGION]",
                    help="raise an ImageNet class (e.g. jellyfish, 'tabby cat', 107)")
     g.add_argument("--face", dest="faces", action="append", default=[], metavar="x0,y0,x1,y1",
@@ -65,64 +116,104 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str) -> None:
     g.add_argument("--guide", action="append", default=[], metavar="IMAGE[*W][@REGION]",
                    help="guide picture: make the dream's features resemble its features")
     g.add_argument("--guide-layer", action="append", default=[], metavar="NAME",
-                   help="layer(s) where guide features are matched (default block9)")
-    g.add_argument("--guide-similarity", choices=["dot", "l1", "l2"], default="dot")
+                   help="layer(s) where guide features are matched (default: block9)")
+    g.add_argument("--guide-similarity", choices=["dot", "l1", "l2"], default="dot",
+                   help="how a dream feature is pulled towards its best-matching guide feature")
     g.add_argument("--guide-pixel-weight", type=number(float, 0), default=0.0,
                    help="also pull the pixels towards the guide's (weight)")
-    g.add_argument("--style", action="append", default=[], metavar="IMAGE[:WEIGHT]",
+    g.add_argument("--style", action="append", default=[], metavar="IMAGE[*W]",
                    help="also paint in the style of a picture (Gram matrices of its features; weight "
-                        "relative to the dream objective, e.g. painting.jpg:20)")
-    s = p.add_argument_group("schedule")
-    s.add_argument("--octaves", type=number(int, 1, 12))
-    s.add_argument("--octave-scale", type=number(float, 1.0, 4.0, lo_open=True))
-    s.add_argument("--steps", type=number(int, 0, 10000), help="steps per octave")
-    s.add_argument("--step-size", type=number(float, 0, 10, lo_open=True))
-    s.add_argument("--jitter", type=number(int, 0, 4096), help="random shift of up to +-N pixels per step")
+                        "relative to the dream objective, e.g. painting.jpg*20; IMAGE:W works too)")
+    s = p.add_argument_group("schedule", "Without these flags the preset's values apply "
+                                         "(`--list-presets` shows them).")
+    s.add_argument("--octaves", type=number(int, 1, 12), help="pyramid levels " + _schedule_default("octaves", own_defaults))
+    s.add_argument("--octave-scale", type=number(float, 1.0, 4.0, lo_open=True),
+                   help="size ratio between octaves " + _schedule_default("octave_scale", own_defaults))
+    s.add_argument("--steps", type=number(int, 0, 10000), help="steps per octave " + _schedule_default("steps", own_defaults))
+    s.add_argument("--step-size", type=number(float, 0, 10, lo_open=True),
+                   help="step in units of the normalized gradient " + _schedule_default("step_size", own_defaults))
+    s.add_argument("--jitter", type=number(int, 0, 4096),
+                   help="random shift of up to +-N pixels per step " + _schedule_default("jitter", own_defaults))
     s.add_argument("--sigma", type=number_list, metavar="S[,S..]",
-                   help="smooth the gradient with a Gaussian (several sigmas: their average)")
-    s.add_argument("--smooth-kernel", type=number(int, 1, 255), help="odd kernel size for --sigma")
-    s.add_argument("--norm", choices=["mean_abs", "std", "none"], help="gradient normalization")
-    s.add_argument("--init", choices=["image", "noise"], help="start from the picture (default) or noise")
-    s.add_argument("--recursions", type=number(int, 0, 100))
-    s.add_argument("--recursion-scale", type=number(float, 0, 1, lo_open=True))
-    s.add_argument("--recursion-blend", type=number(float, 0, 1))
-    s.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="same seed, same bytes (default 0)")
+                   help="smooth the gradient with a Gaussian (several sigmas: their average) "
+                        + _schedule_default("sigma", own_defaults))
+    s.add_argument("--smooth-kernel", type=number(int, 1, 255),
+                   help="odd kernel size for --sigma (default: 2*ceil(3*sigma)+1)")
+    s.add_argument("--norm", choices=["mean_abs", "std", "none"],
+                   help="gradient normalization " + _schedule_default("norm", own_defaults))
+    s.add_argument("--init", choices=["image", "noise"], help="start from the picture or noise "
+                   + _schedule_default("init", own_defaults))
+    s.add_argument("--recursions", type=number(int, 0, 100),
+                   help="dream, rescale, blend with the original, dream again " + _schedule_default("recursions", own_defaults))
+    s.add_argument("--recursion-scale", type=number(float, 0, 1, lo_open=True),
+                   help="rescale between recursions " + _schedule_default("recursion_scale", own_defaults))
+    s.add_argument("--recursion-blend", type=number(float, 0, 1),
+                   help="weight of the original in each recursion " + _schedule_default("recursion_blend", own_defaults))
+    s.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="same seed, same bytes (default: 0)")
     m = p.add_argument_group("size and device")
     m.add_argument("--max-size", type=number(int, 16, 1 << 16),
-                   help="dream at most this many pixels on the long side; the detail is added back at full size")
-    m.add_argument("--tile", type=number(int, 32, 1 << 16), help="tile size (default: tiles only for big pictures)")
-    m.add_argument("--tile-overlap", type=number(int, 0, 4096))
+                   help="dream at most this many pixels on the long side, add the detail back at full size "
+                        "and finish there with --finish-steps (default: the full size)")
+    m.add_argument("--finish-steps", type=number(int, 0, 10000),
+                   help="with --max-size: steps at full size after the detail is added back, which keep the "
+                        "dream's strength there (default: half of --steps, rounded up; 0: none, the fastest)")
+    m.add_argument("--tile", type=number(int, 32, 1 << 16),
+                   help="tile size (default: tiles only above --max-tile-pixels)")
+    from fastdream.engine.dream import DreamConfig
+
+    d = DreamConfig()
+    m.add_argument("--tile-overlap", type=number(int, 0, 4096),
+                   help=f"overlap of tiles in pixels (default: {d.tile_overlap})")
     m.add_argument("--max-tile-pixels", type=number(int, 1024, 1 << 30),
-                   help="pictures above this many pixels are dreamed tile by tile (memory budget)")
+                   help=f"pictures above this many pixels are dreamed tile by tile (memory budget, in fp32 "
+                        f"pixels: bf16/fp16 tiles hold twice as many; default: {d.max_tile_pixels})")
     m.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    m.add_argument("--backbone", help="default: the embedded EfficientNet-Lite0; or a checkpoint file")
+    add_precision_option(m)
+    m.add_argument("--backbone", help="a checkpoint file (default: the embedded EfficientNet-Lite0)")
 
 
 CONFIG_FLAGS = ["octaves", "octave_scale", "steps", "step_size", "jitter", "smooth_kernel", "norm", "init",
                 "recursions", "recursion_scale", "recursion_blend", "seed", "tile", "tile_overlap",
-                "max_tile_pixels"]
+                "max_tile_pixels", "finish_steps"]
+
+
+_NOTED: set = set()  # presets whose objective a note said was replaced (once per process)
+
+
+def dream_size(size, max_size):
+    """The (H, W) a dream of a picture of ``size`` runs at under ``--max-size`` (api.dream_tensor's rule)."""
+    H, W = size
+    if max_size is not None and max(H, W) > max_size:
+        s = max_size / max(H, W)
+        return max(1, round(H * s)), max(1, round(W * s))
+    return H, W
 
 
 def dream_setup(args, size, device):
-    """(backbone, objective, config, params) from parsed dream flags for a picture of ``size`` (H, W)."""
-    from fastdream.api import get_backbone, make_config
+    """(backbone, objective, config, params) from parsed dream flags for a picture of ``size`` (H, W).
+    The objective follows presets.OBJECTIVE_RULE; ``params["objective"]`` is what runs. Objects in boxes
+    (``--class NAME@BOX``, ``--face``) get the objects schedule unless a preset is named."""
+    from fastdream.api import get_backbone, make_config, preset_objective
     from fastdream.engine.spec import build_objective, guide_objective, parse_priors
+    from fastdream.presets import DEFAULT_PRESET
 
     overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
+    overrides["precision"] = resolve_precision(args, device)
     if args.sigma is not None:
         overrides["sigma"] = args.sigma if len(args.sigma) > 1 else args.sigma[0]
-    preset = args.preset
-    if preset is None and (getattr(args, "faces", None) or any("@" in c for c in args.classes)):
+    objects = args.preset is None and (getattr(args, "faces", None) or any("@" in c for c in args.classes))
+    if objects:
         from fastdream.presets import OBJECTS_CONFIG
 
         overrides = {**OBJECTS_CONFIG, **overrides}  # objects in boxes: their own schedule unless a preset is named
-    cfg, preset_layers = make_config(preset, **overrides)
+    cfg, _ = make_config(args.preset, **overrides)
     backbone = get_backbone(args.backbone, device)
     priors = parse_priors(getattr(args, "priors", None))
     if getattr(args, "face_suppress", 0.0) and not getattr(args, "faces", None):
         raise FastdreamError("--face-suppress goes with --face")
     objective = build_objective(backbone, size, layers=args.layer, channels=args.channel, neurons=args.neuron,
-                                classes=args.classes, faces=getattr(args, "faces", ()), priors=priors,
+                                classes=args.classes, grid_size=dream_size(size, getattr(args, "max_size", None)),
+                                faces=getattr(args, "faces", ()), priors=priors,
                                 face_suppress=getattr(args, "face_suppress", 0.0), device=device)
     if args.guide:
         g = guide_objective(backbone, args.guide, args.guide_layer or ["block9"], args.guide_similarity,
@@ -130,47 +221,133 @@ def dream_setup(args, size, device):
         objective = g if objective is None else objective + g
     if args.guide_layer and not args.guide:
         raise FastdreamError("--guide-layer needs --guide IMAGE")
-    if objective is None:
-        objective = build_objective(backbone, size, layers=preset_layers)
+    objective = preset_objective(args.preset, objective, backbone, size)
     if getattr(args, "style", None):
         from fastdream.cli.style import parse_style
         from fastdream.stylize.objective import StyleObjective
 
-        styles = [parse_style(s) for s in args.style]
+        styles = [parse_style(s, "--style") for s in args.style]
         total = sum(w for _, w in styles)
         if total <= 0:
             raise FastdreamError("--style: the weights sum to zero")
         objective = objective + StyleObjective.from_images(backbone, styles, device=device) * total
+    named = [f for f, v in (("--layer", args.layer), ("--channel", args.channel), ("--neuron", args.neuron),
+                            ("--class", args.classes), ("--guide", args.guide)) if v]
+    if args.preset and named and args.preset not in _NOTED:
+        from fastdream.presets import get_preset
+
+        _NOTED.add(args.preset)
+        print(f"fastdream {getattr(args, 'command', None) or 'dream'}: note: {', '.join(named)} replace the "
+              f"{args.preset!r} preset's objective ({' + '.join(get_preset(args.preset)['layers'])}); its "
+              "schedule still applies", file=sys.stderr)
     import dataclasses
 
-    params = {"preset": preset, "objective": repr(objective), **dataclasses.asdict(cfg),
+    params = {"preset": args.preset or ("objects" if objects else DEFAULT_PRESET), "objective": repr(objective),
+              **dataclasses.asdict(cfg), "precision_requested": getattr(args, "precision", "auto"),
               "priors": "default" if priors is None else [f"{p.kind}:{p.scale:g}" for p in priors] or "none",
               "max_size": args.max_size, "backbone": args.backbone or "efficientnet-lite0"}
     return backbone, objective, cfg, params
 
 
+PROGRESS_MODES = ("auto", "bar", "plain", "none")
+PLAIN_EVERY = 5.0   # seconds between plain progress lines (FASTDREAM_PROGRESS_EVERY overrides)
+_mode = {"progress": None}  # set by the CLI from --progress; None: FASTDREAM_PROGRESS or auto
+
+
+def set_progress_mode(mode: str | None) -> None:
+    """``--progress``: auto (a bar on a terminal, plain lines otherwise), bar, plain or none."""
+    if mode is not None and mode not in PROGRESS_MODES:
+        raise FastdreamError(f"--progress: unknown mode {mode!r}; choose from {', '.join(PROGRESS_MODES)}")
+    _mode["progress"] = mode
+
+
+def progress_mode(enabled: bool | None = None) -> str:
+    """The display to use now: ``bar``, ``plain`` or ``none``."""
+    if enabled is False:
+        return "none"
+    mode = _mode["progress"] or os.environ.get("FASTDREAM_PROGRESS") or "auto"
+    if mode not in PROGRESS_MODES:
+        mode = "auto"
+    if mode == "auto":
+        if os.environ.get("TQDM_DISABLE"):
+            return "none"
+        return "bar" if sys.stderr.isatty() else "plain"
+    return mode
+
+
+class Progress:
+    """The one progress display of the commands, on stderr: a tqdm bar on a terminal; off a terminal
+    (a log file, a pipe) a plain line every few seconds, ``dream photo.jpg: 120/400 steps (30%), 41 s,
+    about 96 s left``, and a last one when it ends; or nothing. ``p(done, total)`` sets the count,
+    ``p.update(n)`` adds to it."""
+
+    def __init__(self, total: int | None, desc: str, unit: str = "step", enabled: bool | None = None,
+                 initial: int = 0):
+        self.total, self.desc, self.unit, self.n = total, desc, unit, initial
+        self.mode = progress_mode(enabled)
+        self.t0 = self.last = time.perf_counter()
+        self.printed = None  # the count the last plain line showed
+        self.bar = None
+        try:
+            self.every = float(os.environ.get("FASTDREAM_PROGRESS_EVERY", PLAIN_EVERY))
+        except ValueError:
+            self.every = PLAIN_EVERY
+        if self.mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if total is not None:
+            self.total = total
+        self.n = done
+        self._show()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self._show()
+
+    def _show(self) -> None:
+        if self.bar is not None:
+            if self.bar.total != self.total:
+                self.bar.total = self.total
+            self.bar.n = self.n
+            self.bar.refresh()
+        elif self.mode == "plain":
+            now = time.perf_counter()
+            if now - self.last >= self.every:
+                self.last = now
+                self._line(now)
+
+    def _line(self, now: float) -> None:
+        el = now - self.t0
+        text = f"{self.desc}: {self.n}"
+        if self.total:
+            text += f"/{self.total} {self.unit}s ({100 * self.n / self.total:.0f}%)"
+        else:
+            text += f" {self.unit}s"
+        text += f", {el:.0f} s"
+        if self.total and 0 < self.n < self.total:
+            text += f", about {el / self.n * (self.total - self.n):.0f} s left"
+        print(text, file=sys.stderr, flush=True)
+        self.printed = self.n
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif self.mode == "plain" and self.printed is not None and self.printed != self.n:
+            self._line(time.perf_counter())  # a log that showed progress also shows where it ended
+
+
 @contextlib.contextmanager
-def progress_bar(total: int, desc: str, enabled: bool | None = None):
-    """A tqdm bar on a terminal (stderr); a no-op callback otherwise. Yields ``update(done, total)``."""
-    if enabled is None:
-        enabled = sys.stderr.isatty() and not os.environ.get("TQDM_DISABLE")
-    if not enabled:
-        yield lambda done, tot: None
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
-
-    def update(done, tot):
-        if bar.total != tot:
-            bar.total = tot
-        bar.n = done
-        bar.refresh()
-
+def progress_bar(total: int | None, desc: str, enabled: bool | None = None, unit: str = "step"):
+    """A ``Progress`` for the ``with`` block; yields it (call it as ``update(done, total)``)."""
+    p = Progress(total, desc, unit=unit, enabled=enabled)
     try:
-        yield update
+        yield p
     finally:
-        bar.close()
+        p.close()
 
 
 class Timer:

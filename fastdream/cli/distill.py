@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pathlib
 
-from fastdream.cli.common import Timer, add_dream_options, number, progress_bar
+from fastdream.cli.common import Timer, add_dream_options, add_precision_option, number, progress_bar, resolve_precision
 from fastdream.errors import FastdreamError, InputError
 
 
@@ -26,8 +26,10 @@ def add_parser(sub):
     d.add_argument("--size", type=number(int, 16, 4096), default=192, help="crop size in pixels (default 192)")
     d.add_argument("--min-fraction", type=number(float, 0, 1, lo_open=True), default=0.35,
                    help="a crop covers at least this fraction of the photo's short side (default 0.35)")
-    d.add_argument("--max-fraction", type=number(float, 0, 1, lo_open=True), default=1.0)
-    d.add_argument("--color-jitter", type=number(float, 0, 0.99), default=0.15)
+    d.add_argument("--max-fraction", type=number(float, 0, 1, lo_open=True), default=1.0,
+                   help="a crop covers at most this fraction of the photo's short side")
+    d.add_argument("--color-jitter", type=number(float, 0, 0.99), default=0.15,
+                   help="random brightness, contrast, saturation and hue change of each crop")
     d.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     d.add_argument("--resume", action="store_true", help="keep the pairs already rendered, render the rest")
     d.add_argument("--shard", metavar="K/N", help="render only indices i with i mod N == K (0 <= K < N)")
@@ -42,10 +44,10 @@ def add_parser(sub):
                                  "objective, optional temporal consistency. Runs data-parallel unchanged under torchrun.")
     t.add_argument("data", help="dataset folder from `fastdream distill dataset`")
     t.add_argument("-o", "--output", required=True, help="checkpoint (.pt) written as training goes")
-    t.add_argument("--steps", type=number(int, 1, 10_000_000), default=2000)
+    t.add_argument("--steps", type=number(int, 1, 10_000_000), default=2000, help="training steps")
     t.add_argument("--batch", type=number(int, 1, 4096), default=8, help="pairs per step (per process)")
     t.add_argument("--crop", type=number(int, 16, 4096), default=112, help="training crop size (default 112)")
-    t.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=3e-3)
+    t.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=3e-3, help="Adam learning rate")
     t.add_argument("--width", type=number(int, 4, 256), default=16, help="generator width (default 16)")
     t.add_argument("--blocks", type=number(int, 0, 32), default=4, help="residual blocks (default 4)")
     t.add_argument("--pixel-weight", type=number(float, 0), default=0.2, help="L1 to the teacher (default 0.2)")
@@ -83,9 +85,10 @@ def add_parser(sub):
     t.add_argument("--eval-every", type=number(int, 1), default=100, help="validate every N steps")
     t.add_argument("--save-every", type=number(int, 1), default=50, help="save the checkpoint every N steps")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint at -o")
-    t.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0)
-    t.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads per process")
+    t.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="same seed, same training")
+    t.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads per process (default: torch's choice)")
     t.add_argument("--backbone", help="backbone of the feature loss (default: the embedded EfficientNet-Lite0)")
+    add_precision_option(t)
     t.add_argument("--report", help="write a JSON report here")
     t.set_defaults(func=run_train)
 
@@ -98,7 +101,7 @@ def add_parser(sub):
     e.add_argument("--size", type=number(int, 16, 8192), default=320,
                    help="photos are resized to this long side first (default 320)")
     e.add_argument("--save", help="folder for input/teacher/filter pictures (optional)")
-    e.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads for the teacher")
+    e.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads for the teacher (default: torch's choice)")
     e.add_argument("--report", help="write a JSON report here")
     e.set_defaults(func=run_eval)
     return p
@@ -137,10 +140,6 @@ def run_dataset(args) -> int:
     params = {k: v for k, v in params.items() if k != "seed"}
     params["seed"] = args.seed
     named = args.layer or args.channel or args.neuron or args.classes or args.guide
-    if params.get("preset") is None and not named:
-        from fastdream.presets import DEFAULT_PRESET
-
-        params["preset"] = DEFAULT_PRESET
     from fastdream.api import make_config
 
     # the objective as strings, so that `distill eval` can rebuild the teacher at any picture size
@@ -174,7 +173,8 @@ def run_train(args) -> int:
                       style_layers=[s for s in args.style_layers.split(",") if s.strip()],
                       feature_layers=[s for s in args.feature_layers.split(",") if s.strip()],
                       temporal_weight=args.temporal_weight, val_every=args.val_every, eval_every=args.eval_every,
-                      save_every=args.save_every, seed=args.seed)
+                      save_every=args.save_every, seed=args.seed,
+                      precision=resolve_precision(args, "cpu"))
     res = train(args.data, args.output, cfg, resume=args.resume, backbone=args.backbone, progress=True)
     if args.report and res.get("rank", 0) == 0:
         from fastdream.report import write_report

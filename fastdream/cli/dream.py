@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
 import time
 
 from fastdream.cli.common import Timer, add_dream_options, dream_setup, number, progress_bar
@@ -19,6 +20,9 @@ def add_parser(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="a picture, or a folder of pictures")
     p.add_argument("-o", "--output", required=True, help="output picture (.png .jpg .webp .tif .bmp) or folder")
+    p.add_argument("--format", choices=["png", "jpg", "webp", "tif", "bmp"], default="png",
+                   help="format of the pictures written into an output folder, whatever the inputs' formats "
+                        "(a .jpg input gives NAME.png unless this says jpg)")
     p.add_argument("--report", help="write a JSON report here")
     p.add_argument("--quality", type=number(int, 1, 100), default=95, help="JPEG/WebP quality (default 95)")
     add_dream_options(p, describe())
@@ -50,7 +54,13 @@ def run(args) -> int:
             raise InputError(f"{dst}: the input is a folder, so the output must be a folder too")
         if not dst.parent.is_dir():
             raise InputError(f"{dst}: the folder {dst.parent} does not exist")
-        jobs = [(f, dst / (f.stem + ".png")) for f in _pictures_in(src)]
+        jobs = [(f, dst / f"{f.stem}.{args.format}") for f in _pictures_in(src)]
+        seen: dict = {}
+        for f, o in jobs:
+            if o.name in seen:
+                raise InputError(f"{src}: {seen[o.name].name} and {f.name} would both be written to {o}; "
+                                 "rename one of them")
+            seen[o.name] = f
         dst.mkdir(exist_ok=True)
     else:
         check_output_path(dst)
@@ -60,25 +70,45 @@ def run(args) -> int:
         if not rp.parent.is_dir() and str(rp) != "-":
             raise InputError(f"{rp}: the folder {rp.parent} does not exist")
     device = resolve_device(args.device)
-    reports = []
+    reports, failed = [], []
+    from fastdream.imageio import load_image
+
     for i, (inp, out) in enumerate(jobs):
         desc = inp.name if len(jobs) == 1 else f"{inp.name} ({i + 1}/{len(jobs)})"
-        reports.append(dream_one(args, inp, out, device, desc))
+        t0 = time.perf_counter()
+        try:
+            loaded = load_image(inp)
+        except InputError as e:  # one unreadable picture of a folder: say so, dream the others
+            if not src.is_dir():
+                raise
+            print(f"fastdream dream: error: {e}", file=sys.stderr, flush=True)
+            failed.append({"input": str(inp), "error": str(e)})
+            continue
+        try:
+            reports.append(dream_one(args, inp, out, device, desc, loaded, t0))
+        except KeyboardInterrupt:
+            if not reports:
+                raise
+            print(f"fastdream dream: interrupted; {len(reports)} of {len(jobs)} pictures were written to {dst}, "
+                  f"{inp.name} and the rest were not", file=sys.stderr)
+            return 130
     if args.report:
         from fastdream.report import write_report
 
-        write_report(args.report, reports[0] if len(reports) == 1 else {"pictures": reports})
-    return 0
+        if src.is_dir():
+            write_report(args.report, {"pictures": reports, "failed": failed})
+        else:
+            write_report(args.report, reports[0])
+    return 2 if failed else 0
 
 
-def dream_one(args, inp, out, device, desc):
+def dream_one(args, inp, out, device, desc, loaded, t0):
     from fastdream.api import dream_tensor
     from fastdream.engine.dream import Dreamer
-    from fastdream.imageio import load_image, save_image
+    from fastdream.imageio import save_image
     from fastdream.report import dream_report
 
-    t0 = time.perf_counter()
-    x, meta = load_image(inp)
+    x, meta = loaded
     x = x.to(device)
     H, W = x.shape[-2:]
     backbone, objective, cfg, params = dream_setup(args, (H, W), device)

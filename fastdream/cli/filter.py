@@ -16,7 +16,7 @@ def add_parser(sub):
                                    "are filtered in overlapping tiles. Videos and streams: `fastdream video --filter`.")
     p.add_argument("input", help="a picture, or a folder of pictures")
     p.add_argument("-o", "--output", required=True, help="output picture (.png .jpg .webp .tif .bmp) or folder")
-    p.add_argument("--model", help="filter .onnx (default: the shipped filter)")
+    p.add_argument("--model", help="filter .onnx, or the name of a shipped filter (default: the shipped 'default')")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (CUDA needs onnxruntime-gpu and a GPU)")
     p.add_argument("--strength", type=number(float, 0, 100), default=1.0,
                    help="mix with the original (after all --repeat passes): 0 = the input, 1 = the filter (default), "

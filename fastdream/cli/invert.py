@@ -5,7 +5,7 @@ import argparse
 import pathlib
 import time
 
-from fastdream.cli.common import number, progress_bar
+from fastdream.cli.common import add_precision_option, number, progress_bar, resolve_precision
 from fastdream.errors import FastdreamError, InputError
 
 TABLE_KINDS = (".md", ".csv")
@@ -38,6 +38,7 @@ def add_parser(sub):
     p.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0)
     p.add_argument("--backbone", help="default: the embedded EfficientNet-Lite0; or a checkpoint file")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_precision_option(p)
     p.add_argument("--quality", type=number(int, 1, 100), default=95, help="JPEG/WebP quality (default 95)")
     p.add_argument("--report", help="write a JSON report here ('-' for stdout)")
     p.set_defaults(func=run)
@@ -75,6 +76,7 @@ def run(args) -> int:
         if t.is_dir():
             raise InputError(f"{t}: is a folder")
     device = resolve_device(args.device)
+    precision = resolve_precision(args, device)
     x, meta = load_image(args.input)
     x = fit_size(x, args.size).to(device)
     backbone = get_backbone(args.backbone, device)
@@ -86,7 +88,8 @@ def run(args) -> int:
         wanted = [args.layer]
     layers = resolve_layers(backbone, wanted)
     specs = parse_priors(args.priors)
-    cfg = InvertConfig(steps=args.steps, tv_weight=args.tv_weight, alpha_weight=args.alpha_weight, seed=args.seed)
+    cfg = InvertConfig(steps=args.steps, tv_weight=args.tv_weight, alpha_weight=args.alpha_weight, seed=args.seed,
+                       precision=precision)
     cfg.validate()
     judge = None
     try:
@@ -101,6 +104,7 @@ def run(args) -> int:
     params = {"command": "invert", "input": str(args.input), "layers": layers, "size": [int(x.shape[-1]), int(x.shape[-2])],
               "steps": cfg.steps, "tv_weight": cfg.tv_weight, "alpha_weight": cfg.alpha_weight, "seed": cfg.seed,
               "priors": "default" if specs is None else [f"{p.kind}:{p.scale:g}" for p in specs] or "none",
+              "precision": precision,
               "backbone": args.backbone or "efficientnet-lite0"}
     if many:
         labels = ["input"] + [f"{r['layer']} {r['psnr']:.1f} dB" for r in rows]

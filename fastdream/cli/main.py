@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import os
 import sys
@@ -25,7 +26,47 @@ COMMANDS = {
 }
 
 
+def _with_default(action: argparse.Action, text: str) -> str:
+    """``text`` with ``(default: X)`` appended, unless it already says its default or there is none to say
+    (flags that are off unless given, lists that start empty, --help)."""
+    d = action.default
+    if "default" in text or d is None or d is argparse.SUPPRESS or isinstance(d, bool) or d == [] \
+            or action.nargs == 0:
+        return text
+    shown = " ".join(map(str, d)) if isinstance(d, (list, tuple)) else (f"{d:g}" if isinstance(d, float) else str(d))
+    shown = shown.replace("%", "%%")
+    return f"{text} (default: {shown})" if text else f"(default: {shown})"
+
+
+class _DefaultsMixin:
+    """Every option's help says its default (argparse's ArgumentDefaultsHelpFormatter, without the
+    '(default: None)' noise, without saying a default twice, and for options without a help text too)."""
+
+    def _get_help_string(self, action):
+        return _with_default(action, action.help or "")
+
+    def _format_action(self, action):
+        if not action.help and action.option_strings and _with_default(action, ""):
+            action = copy.copy(action)
+            action.help = _with_default(action, "")
+        return super()._format_action(action)
+
+
+class _DefaultsFormatter(_DefaultsMixin, argparse.HelpFormatter):
+    pass
+
+
+class _RawDefaultsFormatter(_DefaultsMixin, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *a, **kw):
+        fmt = kw.get("formatter_class", argparse.HelpFormatter)
+        kw["formatter_class"] = _RawDefaultsFormatter if issubclass(fmt, argparse.RawDescriptionHelpFormatter) \
+            else _DefaultsFormatter
+        super().__init__(*a, **kw)
+
     def error(self, message):  # one line, exit code 2 (argparse's own default prints usage too)
         self.exit(2, f"fastdream: error: {message}\n")
 
@@ -40,17 +81,37 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         mod = importlib.import_module(f"fastdream.cli.{module}")
         mod.add_parser(sub)
+    for leaf in _leaves(parser):
+        leaf.add_argument("--progress", choices=["auto", "bar", "plain", "none"], default=None,
+                          help="progress on stderr: a bar on a terminal, a plain line every few seconds "
+                               "otherwise (a log file, a pipe), or none (default: auto)")
     return parser
+
+
+def _leaves(parser):
+    """The parsers that run a command (``dream``, ``distill train``...), not the ones that choose one."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield parser
+    for a in subs:
+        for p in dict.fromkeys(a.choices.values()):
+            yield from _leaves(p)
 
 
 def main(argv=None) -> int:
     from fastdream.errors import FastdreamError
+    from fastdream.process import configure_process
+
+    configure_process()  # before torch loads: OpenMP's wait policy, malloc keeping freed memory
 
     command = ""
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
         command = args.command
+        from fastdream.cli.common import set_progress_mode
+
+        set_progress_mode(getattr(args, "progress", None))
         rc = args.func(args)
     except FastdreamError as e:
         print(f"fastdream {command}: error: {e}", file=sys.stderr)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 
 from fastdream.cli.common import number
@@ -17,7 +18,8 @@ def add_parser(sub):
                            "says otherwise. Needs the 'web' extra: pip install 'fastdream[web]'."))
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
     p.add_argument("--port", type=number(int, 0, 65535), default=8000, help="port (default 8000; 0: any free port)")
-    p.add_argument("--filter", help="the ONNX dream filter for the Live tab (default: the packaged one, if any)")
+    p.add_argument("--filter", help="the ONNX dream filter for the Live tab: a file or a shipped filter's name "
+                                    "(default: the packaged one, if any)")
     p.add_argument("--device", default="auto", help="where dreams run: auto, cpu or cuda")
     p.add_argument("--backbone", help="default: the embedded EfficientNet-Lite0; or a checkpoint file")
     p.add_argument("--max-upload-mb", type=number(float, 0.01, 1024), default=20.0,
@@ -52,10 +54,15 @@ def run(args) -> int:
     except ImportError as e:
         raise FastdreamError(f"the web server needs the 'web' extra (pip install 'fastdream[web]'): {e}") from None
     if args.filter is not None:
-        import pathlib
+        from fastdream.distill.runtime import resolve_filter
 
-        if not pathlib.Path(args.filter).is_file():
-            raise InputError(f"--filter {args.filter}: no such file")
+        try:
+            path = resolve_filter(args.filter)
+        except InputError as e:
+            raise InputError(f"--filter {e}") from None
+        if not path.is_file():
+            raise InputError(f"--filter {args.filter}: is a folder, not an ONNX filter")
+        args.filter = str(path)
     loopback = _is_loopback(args.host)
     cfg = ServerConfig(device=args.device, filter_path=args.filter, max_upload_mb=args.max_upload_mb,
                        max_pixels=args.max_pixels, max_side=args.max_side, max_queued=args.queue,
@@ -65,6 +72,18 @@ def run(args) -> int:
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
+    # uvicorn logs a failed bind itself and exits (code 3); keep its start-up errors for one line of ours
+    import logging
+
+    startup_errors: list[str] = []
+
+    def _hold(record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and not server.started:
+            startup_errors.append(record.getMessage())
+            return False
+        return True
+
+    logging.getLogger("uvicorn.error").addFilter(_hold)
 
     async def announce():
         import asyncio
@@ -94,4 +113,12 @@ def run(args) -> int:
         asyncio.run(main())
     except OSError as e:
         raise FastdreamError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    except SystemExit:
+        if server.started:
+            raise
+        why = startup_errors[-1] if startup_errors else "the server did not start"
+        m = re.search(r"\[Errno \d+\] .*?: (.+)$", why)  # "[Errno 98] error while attempting to bind ...: address already in use"
+        why = m.group(1) if m else why
+        hint = "; another program is using it (choose another --port)" if "in use" in why else ""
+        raise FastdreamError(f"cannot listen on {args.host}:{args.port}: {why}{hint}") from None
     return 0

@@ -14,7 +14,9 @@ def add_parser(sub):
 
     p = sub.add_parser("sheet", help="a contact sheet of dreams at every layer or channel",
                        description="Dream one picture at several layers (default: every block) or at the "
-                                   "most active channels of one layer, and lay the results out with labels.")
+                                   "most active channels of one layer, and lay the results out with labels. "
+                                   "Each tile's layer or channel is its objective: --preset sets the schedule "
+                                   "only, and objective flags (--layer, --class...) are refused.")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--layers", help="comma-separated layers (default: every block)")
@@ -58,6 +60,11 @@ def run(args) -> int:
     out = check_output_path(args.output)
     if args.layers and args.channels_of:
         raise FastdreamError("give --layers or --channels-of, not both")
+    named = [f for f, v in (("--layer", args.layer), ("--channel", args.channel), ("--neuron", args.neuron),
+                            ("--class", args.classes), ("--guide", args.guide), ("--style", args.style)) if v]
+    if named:
+        raise FastdreamError(f"{named[0]}: a sheet dreams one layer or channel per tile; choose them with "
+                             "--layers or --channels-of")
     x, meta = load_image(args.input)
     device = resolve_device(args.device)
     # dream small: each tile is `cell` pixels on the long side
@@ -86,6 +93,7 @@ def run(args) -> int:
         else:
             chosen = [n for n in names if n.startswith("block")]
         tiles = [(n, Layer(n)) for n in chosen]
+    params["objective"] = [repr(obj) for _, obj in tiles]  # what ran: one objective per tile
     images = []
     with progress_bar(len(tiles), "sheet") as update:
         for i, (label, obj) in enumerate(tiles):

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import pathlib
 import time
 
-from fastdream.cli.common import number, progress_bar
-from fastdream.errors import InputError
+from fastdream.cli.common import add_precision_option, number, progress_bar, resolve_precision
+from fastdream.errors import FastdreamError, InputError
 
 
 def _iters(s: str):
@@ -38,11 +36,14 @@ def add_parser(sub):
     p = sub.add_parser("style", help="neural style transfer (Gatys et al.)", description=(
         "Paint CONTENT in the style of one or more STYLE pictures (Gatys et al.): content loss at "
         f"{DEFAULT_CONTENT_LAYER}, Gram-matrix style losses at {', '.join(DEFAULT_STYLE_LAYERS)} of the embedded "
-        "EfficientNet-Lite0. STYLE:WEIGHT blends several styles (weights are normalized). Large outputs are "
+        "EfficientNet-Lite0. STYLE*WEIGHT (or STYLE:WEIGHT) blends several styles (weights are normalized). "
+        "Large outputs are "
         "made coarse to fine and evaluated tile by tile."),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("content", help="the picture to paint")
-    p.add_argument("styles", nargs="+", metavar="STYLE[:WEIGHT]", help="style picture(s), optional weight (default 1)")
+    p.add_argument("styles", nargs="+", metavar="STYLE[*WEIGHT]",
+                   help="style picture(s), optional weight as on every flag, e.g. painting.jpg*2 (painting.jpg:2 "
+                        "works too; default weight 1)")
     p.add_argument("-o", "--output", required=True, help="output picture (.png .jpg .webp .tif .bmp)")
     p.add_argument("--report", help="write a JSON report here ('-': stdout)")
     p.add_argument("--quality", type=number(int, 1, 100), default=95, help="JPEG/WebP quality (default 95)")
@@ -76,23 +77,21 @@ def add_parser(sub):
                    help="pictures above this many pixels are evaluated tile by tile (memory budget)")
     m.add_argument("--tile", type=number(int, 64, 1 << 15), help="tile size (default: from --max-tile-pixels)")
     m.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_precision_option(m)
     m.add_argument("--backbone", help="default: the embedded EfficientNet-Lite0; or a checkpoint file")
     p.set_defaults(func=run)
     return p
 
 
-def parse_style(spec: str) -> tuple[str, float]:
-    """``"path.jpg:0.5"`` -> ``("path.jpg", 0.5)``; a path that exists as written wins over a weight."""
-    if ":" in spec and not os.path.exists(spec):
-        path, w = spec.rsplit(":", 1)
-        try:
-            weight = float(w)
-        except ValueError:
-            raise InputError(f"style {spec!r}: the weight {w!r} is not a number") from None
-        if not math.isfinite(weight) or weight < 0:
-            raise InputError(f"style {spec!r}: the weight must be a finite number >= 0")
-        return path, weight
-    return spec, 1.0
+def parse_style(spec: str, flag: str = "style") -> tuple[str, float]:
+    """``"path.jpg*0.5"`` (the weight form of every flag) or ``"path.jpg:0.5"`` -> ``("path.jpg", 0.5)``;
+    a path that exists as written wins over a weight."""
+    from fastdream.engine.spec import split_path_weight
+
+    try:
+        return split_path_weight(spec, flag, colon=True)
+    except FastdreamError as e:
+        raise InputError(str(e)) from None
 
 
 def run(args) -> int:
@@ -125,6 +124,7 @@ def run(args) -> int:
                       init="noise" if args.init == "noise" else "content", seed=args.seed,
                       max_tile_pixels=args.max_tile_pixels, tile=args.tile, pyramid=args.pyramid)
     device = resolve_device(args.device)
+    cfg.precision = resolve_precision(args, device)
     backbone = get_backbone(args.backbone, device)
     engine = StyleTransfer(backbone, cfg)           # unknown layers raise here, with suggestions
     plan = engine.schedule(*content.shape[-2:])     # sizes too small for the layers raise here

@@ -5,7 +5,7 @@ import argparse
 import pathlib
 import time
 
-from fastdream.cli.common import number, progress_bar
+from fastdream.cli.common import add_precision_option, number, progress_bar, resolve_precision
 from fastdream.errors import FastdreamError, InputError
 
 
@@ -44,6 +44,7 @@ def add_parser(sub):
     m = p.add_argument_group("backbone and output")
     m.add_argument("--backbone", help="default: the embedded EfficientNet-Lite0; or a checkpoint (fastdream finetune)")
     m.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_precision_option(m)
     m.add_argument("--quality", type=number(int, 1, 100), default=95, help="JPEG/WebP quality (default 95)")
     m.add_argument("--report", help="write a JSON report here ('-' for stdout)")
     p.set_defaults(func=run)
@@ -80,6 +81,7 @@ def run(args) -> int:
         raise FastdreamError("nothing to visualize: give --class, --channel or --neuron")
     parse_priors(args.priors)  # a bad --prior fails before any work
     device = resolve_device(args.device)
+    precision = resolve_precision(args, device)
     x0 = None
     size = (args.size, args.size)
     if args.init:
@@ -90,14 +92,14 @@ def run(args) -> int:
     targets = parse_targets(backbone, size, args.classes, args.channels, args.neurons)
     priors = visualize_priors(parse_priors(args.priors), device)
     cfg = VisualizeConfig(size=size, steps=args.steps, lr=args.lr, variants=args.variants,
-                          diversity=args.diversity, seed=args.seed, prior=priors)
+                          diversity=args.diversity, seed=args.seed, precision=precision, prior=priors)
     cfg.validate()
     with progress_bar(cfg.steps, "visualize") as update:
         images, stats = optimize(backbone, targets, cfg, init=x0, progress=update, device=device)
     figs = measure(backbone, targets, images)
     params = {"command": "visualize", "targets": [t.label for t in targets], "size": [size[1], size[0]],
               "steps": cfg.steps, "lr": cfg.lr, "variants": cfg.variants, "diversity": cfg.diversity,
-              "seed": cfg.seed, "from": args.init, "backbone": args.backbone or "efficientnet-lite0",
+              "seed": cfg.seed, "precision": precision, "from": args.init, "backbone": args.backbone or "efficientnet-lite0",
               "prior": repr(priors) if priors is not None else "none"}
     if cfg.variants == 1:
         save_image(images.cpu(), out, params=params, quality=args.quality)

@@ -1,13 +1,15 @@
-"""fastdream zoom INPUT -o OUT.mp4|OUT.gif --frames N: the feedback zoom (dream, zoom/turn/move, dream again)."""
+"""fastdream zoom INPUT -o OUT.mp4|OUT.gif|FOLDER|f_%05d.png --frames N: the feedback zoom (dream, zoom/turn/move, dream again)."""
 from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 import time
 
-from fastdream.cli.common import add_dream_options, dream_setup, number
+from fastdream.cli.common import Progress, add_dream_options, dream_setup, number
 from fastdream.errors import InputError
+
+
+LIGHT = {"octaves": 2, "steps": 5}  # a zoom dreams every frame: lighter than a single picture without a preset
 
 
 def _pair(s: str):
@@ -29,7 +31,8 @@ def add_parser(sub):
         "a lighter dream per frame than `fastdream dream` (defaults here: 2 octaves, 5 steps)."),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="the starting picture")
-    p.add_argument("-o", "--output", required=True, help="OUT.mp4 (.mov .mkv .webm) or OUT.gif")
+    p.add_argument("-o", "--output", required=True,
+                   help="OUT.mp4 (.mov .mkv .webm .avi), OUT.gif, a folder or a frame_%%05d.png pattern (PNG frames)")
     p.add_argument("--frames", type=number(int, 1, 100000), default=48, help="number of frames (default 48)")
     p.add_argument("--fps", type=number(float, 0, 240, lo_open=True), default=24.0, help="frame rate (default 24)")
     p.add_argument("--zoom", type=number(float, 0.5, 2.0), default=1.04,
@@ -42,7 +45,7 @@ def add_parser(sub):
     p.add_argument("--codec", help="video codec (default libx264; ignored for .gif)")
     p.add_argument("--crf", type=number(int, 0, 63), default=18, help="x264/vp9 quality (default 18)")
     p.add_argument("--report", help="write a JSON report here")
-    add_dream_options(p, describe())
+    add_dream_options(p, describe(), own_defaults=LIGHT)
     p.set_defaults(func=run)
     return p
 
@@ -59,8 +62,12 @@ def run(args) -> int:
 
     t_start = time.perf_counter()
     out = pathlib.Path(args.output)
-    if vio.container_format(out) not in ("mp4", "mov", "matroska", "webm", "avi", "gif"):
-        raise InputError(f"{out}: zoom writes a video file (.mp4 .mov .mkv .webm .avi .gif)")
+    png = vio.is_png_sequence(out)
+    if png:
+        vio.PngSequenceWriter(out).abort()  # checks the folder or pattern now, before any work
+    elif vio.container_format(out) not in ("mp4", "mov", "matroska", "webm", "avi", "gif"):
+        raise InputError(f"{out}: zoom writes a video file (.mp4 .mov .mkv .webm .avi .gif), a folder or a "
+                         "frame_%05d.png pattern")
     if args.report:
         rp = pathlib.Path(args.report)
         if str(rp) != "-" and not rp.parent.is_dir():
@@ -70,29 +77,23 @@ def run(args) -> int:
         w, h = parse_size(args.size)
         x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
     H, W = x.shape[-2:]
-    if (H % 2 or W % 2) and out.suffix.lower() != ".gif":  # yuv420p wants even sizes
+    if (H % 2 or W % 2) and out.suffix.lower() != ".gif" and not png:  # yuv420p wants even sizes
         H, W = H - H % 2, W - W % 2
         x = x[..., :H, :W].contiguous()
     if H < 16 or W < 16:
         raise InputError(f"{args.input}: {W}x{H} is too small for a zoom")
-    codec = vio.check_video_output(out, args.codec if out.suffix.lower() != ".gif" else None, W, H, args.fps)
+    codec = "png" if png else vio.check_video_output(out, args.codec if out.suffix.lower() != ".gif" else None,
+                                                     W, H, args.fps)
     # a zoom dreams every frame: lighter defaults than a single picture
-    if args.octaves is None and args.preset is None:
-        args.octaves = 2
-    if args.steps is None and args.preset is None:
-        args.steps = 5
+    for k, v in LIGHT.items():
+        if getattr(args, k) is None and args.preset is None:
+            setattr(args, k, v)
     device = resolve_device(args.device)
     backbone, objective, cfg, params = dream_setup(args, (H, W), device)
     proc = DreamProcessor(backbone, objective, cfg, max_size=args.max_size)
-    writer = vio.open_writer(out, W, H, args.fps, codec=codec, crf=args.crf)
+    writer = vio.PngSequenceWriter(out) if png else vio.open_writer(out, W, H, args.fps, codec=codec, crf=args.crf)
     secs = []
-    bar = None
-    import os
-
-    if sys.stderr.isatty() and not os.environ.get("TQDM_DISABLE"):
-        from tqdm import tqdm
-
-        bar = tqdm(total=args.frames, desc="zoom", unit="frame", dynamic_ncols=True, file=sys.stderr)
+    bar = Progress(args.frames, "zoom", unit="frame")
     try:
         t = time.perf_counter()
         for f in zoom_frames(x.to(device), proc, args.frames, zoom=args.zoom, rotate=args.rotate,
@@ -101,15 +102,13 @@ def run(args) -> int:
             now = time.perf_counter()
             secs.append(now - t)
             t = now
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
         writer.close()
     except BaseException:
         writer.abort()
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if args.report:
         from fastdream.report import peak_rss_mb, write_report
 

@@ -42,7 +42,7 @@ def dataset(images, output, *, count: int = 256, size: int = 192, preset: str | 
             "neurons": list(neurons), "classes": list(classes), "guide": []}
     obj = build_objective(bb, (size, size), layers=spec["layers"], channels=spec["channels"],
                           neurons=spec["neurons"], classes=spec["classes"])
-    params = {"preset": preset or (None if named else DEFAULT_PRESET), "objective": repr(obj),
+    params = {"preset": preset or DEFAULT_PRESET, "objective": repr(obj),
               **{k: v for k, v in dataclasses.asdict(cfg).items() if k != "seed"}, "max_size": max_size,
               "backbone": backbone if isinstance(backbone, str) else "efficientnet-lite0", "seed": seed,
               "objective_spec": spec}

@@ -166,6 +166,24 @@ def parse_shard(s: str | tuple | None) -> tuple[int, int]:
     return k, n
 
 
+def _differences(old: dict, new: dict, keys, limit: int = 4) -> str:
+    """``"teacher.steps: 10 before, 12 now; crop.size: ..."`` for the settings that differ."""
+    def short(v):
+        t = json.dumps(v, default=str)
+        return t if len(t) <= 40 else t[:37] + "..."
+
+    found = []
+    for kk in keys:
+        a, b = old.get(kk), new.get(kk)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += [(f"{kk}.{k}", a.get(k), b.get(k)) for k in sorted(set(a) | set(b), key=str)
+                      if a.get(k) != b.get(k)]
+        elif a != b:
+            found.append((kk, a, b))
+    text = "; ".join(f"{k}: {short(a)} before, {short(b)} now" for k, a, b in found[:limit])
+    return text + (f"; and {len(found) - limit} more" if len(found) > limit else "")
+
+
 def render_dataset(photos_dir, out_dir, count: int, teacher: Callable[[torch.Tensor, int], torch.Tensor],
                    teacher_params: dict, recipe: CropRecipe, *, resume: bool = False, shard=None,
                    progress: Callable[[int, int], None] | None = None) -> dict:
@@ -201,8 +219,8 @@ def render_dataset(photos_dir, out_dir, count: int, teacher: Callable[[torch.Ten
         keys = ("format", "teacher", "crop", "photos")
         new = json.loads(json.dumps(meta, default=str))
         if any(new[kk] != old.get(kk) for kk in keys):
-            raise InputError(f"{out}: holds pairs rendered with other teacher, crop or photo settings; "
-                             "use another folder")
+            raise InputError(f"{out}: holds pairs rendered with other teacher, crop or photo settings "
+                             f"({_differences(old, new, keys)}); use the same flags, or another folder")
         if not resume and list_pairs(out):
             raise InputError(f"{out}: already holds pairs; pass --resume to continue, or use another folder")
     elif out.is_dir() and list_pairs(out):

@@ -37,6 +37,8 @@ def teacher_from_params(params: dict, size, backbone=None, device="cpu"):
     fields = {f.name for f in dataclasses.fields(DreamConfig)}
     over = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in fields}
     over["channels_last"] = False
+    if params.get("max_size") and "finish_steps" not in params:  # made before max_size had a finish
+        over["finish_steps"] = 0
     cfg, _ = make_config(params.get("preset"), **over)
     bb = get_backbone(backbone if backbone is not None else (None if params.get("backbone") in (None, "efficientnet-lite0")
                                                              else params.get("backbone")), device)

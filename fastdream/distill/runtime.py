@@ -36,6 +36,25 @@ def default_filter_path() -> pathlib.Path:
     return DEFAULT_FILTER
 
 
+def shipped_filters() -> list[str]:
+    """Names of the filters shipped in the package (``default`` and any other ``fastdream/filters/*.onnx``)."""
+    return sorted(f.stem for f in DEFAULT_FILTER.parent.glob("*.onnx"))
+
+
+def resolve_filter(spec=None) -> pathlib.Path:
+    """The filter file for ``spec``: None -> the shipped default; a path as given; a shipped filter's name
+    (``default``) when no file of that name exists. Missing files are refused, naming the shipped ones."""
+    if spec is None:
+        return default_filter_path()
+    p = pathlib.Path(spec)
+    if not p.exists() and str(spec) in shipped_filters():
+        return DEFAULT_FILTER.parent / f"{spec}.onnx"
+    if not p.exists():
+        names = ", ".join(shipped_filters()) or "none in this installation"
+        raise InputError(f"{p}: no such file, nor the name of a shipped filter ({names})")
+    return p
+
+
 def available_providers() -> list[str]:
     import onnxruntime as ort
 
@@ -69,7 +88,8 @@ class FilterRunner:
     """An ONNX dream filter ready to run.
 
     Args:
-        model: path of an ``.onnx`` filter; None: the filter shipped with fastdream.
+        model: path of an ``.onnx`` filter, or the name of a shipped one (``"default"``); None: the
+            filter shipped with fastdream.
         device: ``auto`` (CUDA when onnxruntime-gpu and a GPU are present), ``cpu`` or ``cuda``.
         strength: mix with the original, ``x + strength * (filter(x) - x)``; 0 returns the input.
         threads: ONNX Runtime intra-op threads (default: all cores).
@@ -87,9 +107,7 @@ class FilterRunner:
             import onnxruntime as ort
         except ImportError:  # pragma: no cover
             raise FastdreamError("onnxruntime is not installed (pip install onnxruntime, or onnxruntime-gpu)") from None
-        self.path = pathlib.Path(model) if model is not None else default_filter_path()
-        if not self.path.exists():
-            raise InputError(f"{self.path}: no such model file")
+        self.path = resolve_filter(model)
         if self.path.is_dir():
             raise InputError(f"{self.path}: is a folder, not an ONNX model")
         d = (device or "auto").lower()
@@ -114,6 +132,11 @@ class FilterRunner:
         try:
             self.session = ort.InferenceSession(str(self.path), so, providers=providers)
         except Exception as e:
+            with open(self.path, "rb") as f:
+                head = f.read(4)
+            if head == b"PK\x03\x04" or self.path.suffix.lower() in (".pt", ".pth", ".ckpt"):  # torch.save's zip
+                raise InputError(f"{self.path}: a PyTorch checkpoint, not an ONNX filter; make the filter with "
+                                 f"`fastdream export {self.path} -o {self.path.with_suffix('.onnx').name}`") from None
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InputError(f"{self.path}: not an ONNX model ONNX Runtime can load ({first[:200]})") from None
         self.provider = self.session.get_providers()[0]
@@ -232,7 +255,9 @@ class FilterRunner:
 def describe(runner: FilterRunner) -> str:
     """One line about a filter: what it was distilled from and how it runs."""
     t = runner.teacher
-    what = f"preset {t.get('preset')}" if t.get("preset") else (t.get("objective") or "unknown teacher")
+    what = ", ".join(v for v in (f"preset {t['preset']}" if t.get("preset") else "",
+                                 f"objective {t['objective']}" if t.get("objective") else "") if v) \
+        or "unknown teacher"
     kind = "fastdream filter" if runner.is_fastdream else "foreign ONNX model (no fastdream metadata)"
     return f"{runner.path.name}: {kind}, {what}, {runner.provider}"
 

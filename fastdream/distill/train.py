@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from fastdream.distill.generator import ARCH, DreamGenerator, GeneratorConfig, count_params
+from fastdream.precision import resolve_precision
 from fastdream.errors import FastdreamError, InputError
 
 CHECKPOINT_FORMAT = "fastdream-distill-checkpoint-v1"
@@ -71,6 +72,7 @@ class TrainConfig:
     eval_every: int = 100
     save_every: int = 50
     seed: int = 0
+    precision: str = "auto"     # the backbone's in the loss terms: auto | fp32 | bf16 | fp16
 
     def validate(self) -> None:
         for name in ("steps", "batch", "crop", "val_every", "eval_every", "save_every"):
@@ -225,8 +227,9 @@ class FeatureLoss(torch.nn.Module):
     """
 
     def __init__(self, backbone, layers, objective=None, margin: int = 0, style_layers=(), target: float = 1.0,
-                 patch: int = 0, channels: bool = False):
+                 patch: int = 0, channels: bool = False, precision: str = "fp32"):
         super().__init__()
+        self.precision = precision
         self.channels = bool(channels)
         self.target = float(target)
         self.patch = int(patch)
@@ -243,8 +246,8 @@ class FeatureLoss(torch.nn.Module):
 
         out, target = self.pad(out), self.pad(target)
         with torch.no_grad():
-            ft = self.backbone.forward_taps(target, self.taps)
-        fo = self.backbone.forward_taps(out, self.taps)
+            ft = self.backbone.forward_taps(target, self.taps, self.precision)
+        fo = self.backbone.forward_taps(out, self.taps, self.precision)
         terms = {}
         if self.layers:
             total = out.new_zeros(())
@@ -283,8 +286,8 @@ class FeatureLoss(torch.nn.Module):
         ctx = Context(tuple(out.shape[-2:]))
         taps = sorted(self.objective.taps())
         with torch.no_grad():
-            vi = self.patch_values(self.backbone.forward_taps(inp, taps), ctx)
-        vo = self.patch_values(self.backbone.forward_taps(out, taps), ctx)
+            vi = self.patch_values(self.backbone.forward_taps(inp, taps, self.precision), ctx)
+        vo = self.patch_values(self.backbone.forward_taps(out, taps, self.precision), ctx)
         return _shortfall(vo, vi * gain, self.target)
 
     def patch_values(self, acts: dict, ctx) -> torch.Tensor:
@@ -379,8 +382,9 @@ def read_checkpoint(path) -> dict:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # not a torch file, truncated, or pickled objects
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{p}: not a fastdream filter checkpoint ({first[:160]})") from None
+        from fastdream.backbones.loading import load_error_reason
+
+        raise InputError(f"{p}: not a fastdream filter checkpoint: {load_error_reason(e)}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{p}: not a fastdream filter checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
     if state.get("arch") != ARCH:
@@ -498,7 +502,8 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
         feat = FeatureLoss(bb, cfg.feature_layers if cfg.feature_weight > 0 else [], objective,
                            margin=cfg.loss_margin, style_layers=cfg.style_layers if cfg.style_weight > 0 else [],
                            target=cfg.objective_target, patch=cfg.objective_patch,
-                           channels=cfg.objective_channels)
+                           channels=cfg.objective_channels,
+                           precision=resolve_precision(cfg.precision, bb.mean.device))
     gain = feat.teacher_gain(pairs, min(cfg.crop, pairs.min_size)) if photos is not None else None
     if gain is not None:
         log(f"teacher gain on the training pairs (median obj(dream) / obj(input)): {gain:.3f}")

@@ -1,6 +1,6 @@
 """The DeepDream loop: octaves with detail re-injection, jitter, tiling for any size, the fused step.
 
-Data flow of one step (see DESIGN.md): picture -> jitter shift chosen -> backbone forward with taps
+Data flow of one step (docs/architecture.md): picture -> jitter shift chosen -> backbone forward with taps
 (on the rolled picture, whole or tile by tile) -> objective -> autograd gives the gradient of the rolled
 picture -> ``ops.dream_step`` smooths, normalizes, steps, clamps and un-rolls it in one pass, in place.
 """
@@ -17,6 +17,12 @@ from fastdream.engine.objectives import Context, Objective
 from fastdream.errors import FastdreamError
 
 NORMS = ("mean_abs", "std", "none")
+# evaluate() measures a picture the same way whatever the dream's tiling (--tile, --max-tile-pixels): in one
+# pass up to EVAL_PIXELS (no gradient is kept: 4 Mpx took 1.0 GB above the process on the CPU, a default
+# 1-Mpx dream step 1.4 GB), larger pictures on fixed EVAL_TILE tiles, so objective_before/after compare
+# across runs.
+EVAL_PIXELS = 4 * 1024 * 1024
+EVAL_TILE, EVAL_OVERLAP = 2048, 128
 
 
 @dataclasses.dataclass
@@ -35,7 +41,8 @@ class DreamConfig:
     upper: float | tuple[float, ...] = 1.0
     tile: int | None = None           # tile size; None = automatic (tiles only above max_tile_pixels)
     tile_overlap: int = 64
-    max_tile_pixels: int = 1024 * 1024  # pictures larger than this are dreamed tile by tile (memory)
+    max_tile_pixels: int = 1024 * 1024  # pictures larger than this are dreamed tile by tile (memory);
+    #                                     in fp32: bf16/fp16 activations take half the bytes, so twice the pixels
     min_octave_size: int = 48         # the smallest octave keeps at least this many pixels per side
     init: str = "image"               # image | noise
     seed: int | None = 0
@@ -43,6 +50,9 @@ class DreamConfig:
     recursion_scale: float = 0.85
     recursion_blend: float = 0.15
     channels_last: bool = True
+    finish_steps: int | None = None   # with max_size (api.dream_tensor): steps at full size after the detail
+    #                                   is added back; None: half the steps per octave (rounded up); 0: none
+    precision: str = "auto"           # the backbone's: auto | fp32 | bf16 | fp16 (see fastdream.precision)
     # colour-decorrelated steps: the gradient's colour is mapped through the photos' colour covariance
     # (featvis.param.COLOR_MATRIX M: M M^T g), so steps change brightness and natural hues rather than
     # single channels (no rainbow noise). None: on where an objective draws objects in a zoomed view
@@ -76,8 +86,14 @@ class DreamConfig:
             bad(f"tile size must be >= 32 pixels, got {self.tile!r}")
         if self.tile_overlap < 0 or (self.tile is not None and self.tile_overlap >= self.tile):
             bad(f"tile overlap must be >= 0 and smaller than the tile, got {self.tile_overlap!r}")
+        from fastdream.precision import PRECISIONS
+
+        if str(self.precision).lower() not in PRECISIONS:
+            bad(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.init not in ("image", "noise"):
             bad(f"init must be 'image' or 'noise', got {self.init!r}")
+        if self.finish_steps is not None and (not isinstance(self.finish_steps, int) or self.finish_steps < 0):
+            bad(f"finish steps must be a whole number >= 0, got {self.finish_steps!r}")
         if not isinstance(self.recursions, int) or self.recursions < 0:
             bad(f"recursions must be a whole number >= 0, got {self.recursions!r}")
         if not 0 < self.recursion_scale <= 1:
@@ -99,6 +115,7 @@ class DreamStats:
     skipped_steps: int = 0            # steps whose gradient had NaN/inf (left the picture unchanged)
     tiles_per_step: list = dataclasses.field(default_factory=list)
     octave_sizes: list = dataclasses.field(default_factory=list)
+    precision: str = "fp32"           # the backbone's precision actually used
 
 
 def colour_preconditioner() -> torch.Tensor:
@@ -140,6 +157,9 @@ class Dreamer:
         if dec is None:
             dec = any(getattr(o, "whole_picture", False) for _, o in self._terms())
         self.decorrelate = bool(dec)
+        from fastdream.precision import resolve_precision
+
+        self.precision = resolve_precision(self.config.precision, backbone.mean.device)
 
     # -- objective and gradient -----------------------------------------------------------------
     def _terms(self, whole_picture: bool | None = None):
@@ -162,7 +182,7 @@ class Dreamer:
         xin = x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
         ctx.image = x
         taps = sorted(set().union(*(o.taps() for _, o in terms))) if terms else []
-        acts = self.backbone.forward_taps(xin, taps) if taps else {}
+        acts = self.backbone.forward_taps(xin, taps, self.precision) if taps else {}
         if not any(regional):
             value = sum((w * o(acts, ctx)).sum() for w, o in terms)
             (g,) = torch.autograd.grad(value, x)
@@ -182,34 +202,35 @@ class Dreamer:
         xin = x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
         ctx.image, ctx.backbone = x, self.backbone
         taps = sorted(set().union(*(o.taps() for _, o in terms))) if terms else []
-        acts = self.backbone.forward_taps(xin, taps) if taps else {}
+        acts = self.backbone.forward_taps(xin, taps, self.precision) if taps else {}
         return sum(w * o(acts, ctx) for w, o in terms)
 
     def _layout(self, h: int, w: int, offset=(0, 0)):
         cfg = self.config
         tile = cfg.tile
         if tile is None:
-            if h * w <= cfg.max_tile_pixels:
+            budget = cfg.max_tile_pixels * (1 if self.precision == "fp32" else 2)  # same bytes of activations
+            if h * w <= budget:
                 return None
-            tile = int(math.sqrt(cfg.max_tile_pixels))
-        if tile >= h and tile >= w and cfg.tile is None:
-            return None
+            tile = ops.auto_tile(h, w, budget, cfg.tile_overlap)  # (th, tw): the least work
+            return ops.tile_layout(h, w, tile, min(cfg.tile_overlap, min(tile) - 1), offset=offset)
         return ops.tile_layout(h, w, tile, min(cfg.tile_overlap, tile - 1), offset=offset)
 
     def gradient(self, img: torch.Tensor, shift=(0, 0), tile_offset=(0, 0), grad_out=None, generator=None):
         """Gradient of the objective w.r.t. ``torch.roll(img, shift)`` (what dream_step expects), and
-        the objective value (mean over tiles). ``img``: ``[1, 3, H, W]``. ``generator``: the random
-        draws of terms that augment what they see (``BoxView``)."""
+        the objective value (mean over tiles) as a 0-d tensor on the picture's device: reading it is
+        the caller's choice, so a step does not wait for the device. ``img``: ``[1, 3, H, W]``.
+        ``generator``: the random draws of terms that augment what they see (``BoxView``)."""
         H, W = img.shape[-2:]
         rolled = torch.roll(img, shifts=shift, dims=(2, 3)) if shift != (0, 0) else img
         layout = self._layout(H, W, tile_offset)
         if layout is None:
             x = rolled.detach().requires_grad_(True)
             value, g = self._value_and_grad(x, Context((H, W), shift, generator=generator))
-            return g.contiguous(), float(value.detach())  # channels-last backbones give NHWC gradients
+            return g.contiguous(), value.detach()  # channels-last backbones give NHWC gradients
         grad = grad_out if grad_out is not None else torch.empty_like(img)
         grad.zero_()
-        total = 0.0
+        total = torch.zeros((), device=img.device)
         tiled = self._terms(whole_picture=False)
         for n in range(len(layout)) if tiled else ():
             tile = ops.extract_tiles(rolled, layout, start=n, count=1)[0]  # [1, 3, th, tw]
@@ -218,21 +239,30 @@ class Dreamer:
             value, g = self._value_and_grad(x, Context((H, W), shift, (ty, tx, layout.tile_h, layout.tile_w),
                                                        generator=generator), tiled)
             ops.accumulate_tiles(g.contiguous()[None], layout, grad, start=n)
-            total += float(value.detach())
-        total /= len(layout)
+            total += value.detach()
+        total = total / len(layout)
         whole = self._terms(whole_picture=True)
         if whole:  # terms that see a zoomed view of a region: once, on the whole picture
             x = rolled.detach().requires_grad_(True)
             value, g = self._value_and_grad(x, Context((H, W), shift, generator=generator), whole)
             grad += g
-            total += float(value.detach())
+            total = total + value.detach()
         return grad, total
 
     @torch.no_grad()
     def evaluate(self, img: torch.Tensor) -> float:
-        """The objective on ``img`` without jitter, at full size (tiled like the dream when large)."""
+        """The objective on ``img`` without jitter, at full size, with the backbone in fp32 whatever the
+        dream's precision and in one pass (fixed tiles above ``EVAL_PIXELS``) whatever the dream's tiling,
+        so figures compare across precisions and tilings."""
+        dream_precision, self.precision = self.precision, "fp32"
+        try:
+            return self._evaluate(img)
+        finally:
+            self.precision = dream_precision
+
+    def _evaluate(self, img: torch.Tensor) -> float:
         H, W = img.shape[-2:]
-        layout = self._layout(H, W)
+        layout = None if H * W <= EVAL_PIXELS else ops.tile_layout(H, W, EVAL_TILE, EVAL_OVERLAP)
         if layout is None:
             return float(self._forward(img, Context((H, W))).sum())
         total = 0.0
@@ -267,7 +297,7 @@ class Dreamer:
             start = noise.to(original.device)
         else:
             start = original
-        stats = DreamStats()
+        stats = DreamStats(precision=self.precision)
         rounds = cfg.recursions + 1
         terms = self._terms()
         regional = cfg.init == "image" and bool(terms) and all(hasattr(o, "pixel_mask") for _, o in terms)
@@ -320,6 +350,8 @@ class Dreamer:
                     dy, dx = 0, 0
                 to = tuple(int(v) for v in torch.randint(0, 1 << 16, (2,), generator=gen))
                 grad, _ = self.gradient(img, (dy, dx), to, grad_out=grad_buf, generator=gen)
+                layout = self._layout(H, W, to)
+                stats.tiles_per_step.append(1 if layout is None else len(layout))
                 if grad.shape == img.shape and grad_buf is None and self._layout(H, W) is not None:
                     grad_buf = grad
                 if self.decorrelate:

@@ -216,14 +216,25 @@ class Neuron(Objective):
 
 
 class ClassLogit(Spatial):
-    """A class logit (by index). On backbones that can score every position (the default backbone's
+    """A class logit, by index or by ImageNet class name (``ClassLogit("jellyfish")``). On backbones that can score every position (the default backbone's
     head is a 1x1 conv + global average pool + linear layer, so the logit is the mean of per-position
     logits), it is spatial and can be masked to a region; otherwise it uses the ``logits`` tap.
 
     ``log_prob=True``: the log-probability (log-softmax of the logits, averaged over the positions or
     the region) instead of the logit, so that the class also has to win over every other class."""
 
-    def __init__(self, index: int, name: str | None = None, log_prob: bool = False):
+    def __init__(self, index: int | str, name: str | None = None, log_prob: bool = False):
+        if isinstance(index, str) and not index.strip().isdigit():  # a name, as the command line takes
+            from fastdream.backbones.classes import imagenet_classes
+
+            try:
+                i = imagenet_classes().index(index)
+            except FastdreamError as e:
+                raise FastdreamError(f"ClassLogit: {e} (names are ImageNet's; for a backbone with classes of "
+                                     "its own pass backbone.class_index(name))") from None
+            index, name = i, name or imagenet_classes()[i]
+        elif isinstance(index, bool) or not isinstance(index, (int, str)) and not hasattr(index, "__index__"):
+            raise FastdreamError(f"ClassLogit: expected a class index or an ImageNet class name, got {index!r}")
         self.index, self.name, self.log_prob = int(index), name, bool(log_prob)
         self.layer = "logits"
 

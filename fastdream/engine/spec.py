@@ -43,6 +43,34 @@ def split_weight_region(spec: str, flag: str) -> tuple[str, float, str | None]:
     return spec, weight, region
 
 
+def split_path_weight(spec: str, flag: str, colon: bool = False) -> tuple[str, float]:
+    """A picture path with an optional weight: ``"painting.jpg*20"`` -> ("painting.jpg", 20.0), the form
+    every flag takes; with ``colon`` also ``"painting.jpg:20"`` (the older form of --style). A path that
+    exists as written is a path, whatever it ends in."""
+    if os.path.exists(spec):
+        return spec, 1.0
+    path, weight = spec, 1.0
+    m = re.fullmatch(r"(.+)\*([^*]*)", spec)
+    if m is None and colon:
+        m = re.fullmatch(r"(.+):([^:/\\]*)", spec)
+    if m is not None:
+        path, w = m.group(1), m.group(2)
+        try:
+            weight = float(w)
+        except ValueError:
+            raise FastdreamError(f"{flag} {spec!r}: the weight {w!r} is not a number") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise FastdreamError(f"{flag} {spec!r}: the weight must be a finite number >= 0")
+    return path, weight
+
+
+def other_weight_hint(text: str) -> str:
+    """``"; for a weight write 'cat.jpg*2'"`` when ``text`` ends in ``:NUMBER`` (the weight form of --style
+    written where ``*W`` is meant), else ``""``: for messages about a file or name that is not found."""
+    m = re.fullmatch(rf"(.+):({_NUM})", text)
+    return f"; for a weight write {m.group(1) + '*' + m.group(2)!r}" if m else ""
+
+
 def parse_region(region: str, size: tuple[int, int], flag: str):
     """A box as fractions (y0, x0, y1, x1) or a mask tensor [H, W]; size is the picture's (H, W)."""
     parts = region.split(",")
@@ -155,10 +183,13 @@ def make_priors(specs: list[PriorSpec], weights: dict[str, float] = DREAM_PRIOR_
 DEFAULT_DREAM_PRIORS = [PriorSpec("bn"), PriorSpec("tv")]
 
 
-def build_objective(backbone, size, layers=(), channels=(), neurons=(), classes=(), faces=(), priors=None,
-                    face_suppress: float = 0.0, device="cpu") -> Objective | None:
+def build_objective(backbone, size, layers=(), channels=(), neurons=(), classes=(), grid_size=None,
+                    flags=None, faces=(), priors=None, face_suppress: float = 0.0, device="cpu") -> Objective | None:
     """Sum of the objectives named by command-line strings (None when none are given).
 
+    ``size``: the picture's (H, W) (regions in pixels are relative to it); ``grid_size``: the (H, W) the
+    dream runs at (default ``size``), where a neuron's Y, X must fall inside the layer's grid. ``flags``
+    renames the flags in messages (the web page says ``layer``, not ``--layer``).
     ``priors``: PriorSpecs (``parse_priors``); None: the default, the BatchNorm and TV priors beside
     class objectives and faces; [] none. A class or a face in a region is dreamed in a zoomed view of
     that region (``BoxView``: the object at the network's scale, only the region's pixels change) with
@@ -168,45 +199,64 @@ def build_objective(backbone, size, layers=(), channels=(), neurons=(), classes=
     prior = make_priors(prior_specs, device=device)
     global_prior = [None]
 
+    def F(flag):
+        return (flags or {}).get(flag, flag)
+
     def add(obj, weight, region, flag):
         if region is not None:
-            obj = obj.restrict(**parse_region(region, size, flag))
+            obj = obj.restrict(**parse_region(region, size, F(flag)))
         terms.append(obj * weight if weight != 1.0 else obj)
 
     for s in layers:
-        name, w, region = split_weight_region(s, "--layer")
+        name, w, region = split_weight_region(s, F("--layer"))
         kind = "l2"
         if ":" in name:
             name, kind = name.split(":", 1)
-        _check_layer(backbone, name, "--layer")
-        add(Layer(name, kind), w, region, "--layer")
+        _check_layer(backbone, name, F("--layer"))
+        try:
+            layer = Layer(name, kind)
+        except FastdreamError as e:
+            raise FastdreamError(f"{F('--layer')} {s!r}: {e}{other_weight_hint(name + ':' + kind)}") from None
+        add(layer, w, region, "--layer")
     for s in channels:
-        body, w, region = split_weight_region(s, "--channel")
+        body, w, region = split_weight_region(s, F("--channel"))
         if ":" not in body:
-            raise FastdreamError(f"--channel {s!r}: expected LAYER:C[,C...]")
+            raise FastdreamError(f"{F('--channel')} {s!r}: expected LAYER:C[,C...]")
         name, cs = body.rsplit(":", 1)
-        _check_layer(backbone, name, "--channel")
-        idx = [_int(c, "a channel", "--channel") for c in cs.split(",") if c != ""]
+        _check_layer(backbone, name, F("--channel"))
+        idx = [_int(c, "a channel", F("--channel")) for c in cs.split(",") if c != ""]
         n = backbone.channels(name)
         bad = [c for c in idx if not 0 <= c < n]
         if bad:
-            raise FastdreamError(f"--channel: channel {bad[0]} is out of range for {name} (0..{n - 1})")
+            raise FastdreamError(f"{F('--channel')}: channel {bad[0]} is out of range for {name} (0..{n - 1})")
         add(Channel(name, idx), w, region, "--channel")
+    grid = None
     for s in neurons:
-        body, w, region = split_weight_region(s, "--neuron")
+        body, w, region = split_weight_region(s, F("--neuron"))
         parts = body.rsplit(":", 3)
         if len(parts) != 4:
-            raise FastdreamError(f"--neuron {s!r}: expected LAYER:C:Y:X")
+            raise FastdreamError(f"{F('--neuron')} {s!r}: expected LAYER:C:Y:X")
         name = parts[0]
-        _check_layer(backbone, name, "--neuron")
-        c, y, x = (_int(v, "a neuron index", "--neuron") for v in parts[1:])
+        _check_layer(backbone, name, F("--neuron"))
+        c, y, x = (_int(v, "a neuron index", F("--neuron")) for v in parts[1:])
         n = backbone.channels(name)
         if not 0 <= c < n:
-            raise FastdreamError(f"--neuron: channel {c} is out of range for {name} (0..{n - 1})")
+            raise FastdreamError(f"{F('--neuron')}: channel {c} is out of range for {name} (0..{n - 1})")
+        if grid is None:
+            gh, gw = grid_size or size
+            grid = dict(backbone.layers((int(gh), int(gw))))
+        shape = grid.get(name)
+        if shape is not None and len(shape) == 3 and not (0 <= y < shape[1] and 0 <= x < shape[2]):
+            gh, gw = grid_size or size
+            raise FastdreamError(f"{F('--neuron')} {s!r}: position ({y}, {x}) is outside {name}'s {shape[1]}x{shape[2]} "
+                                 f"grid for a {gw}x{gh} dream (Y 0..{shape[1] - 1}, X 0..{shape[2] - 1})")
         add(Neuron(name, c, y, x), w, region, "--neuron")
     for s in classes:
-        body, w, region = split_weight_region(s, "--class")
-        idx = backbone.class_index(body)
+        body, w, region = split_weight_region(s, F("--class"))
+        try:
+            idx = backbone.class_index(body)
+        except FastdreamError as e:
+            raise FastdreamError(f"{e}{other_weight_hint(body)}") from None
         cls = ClassLogit(idx, backbone.class_names[idx] if backbone.class_names else None)
         if region is None:
             add(cls, w, None, "--class")
@@ -215,7 +265,7 @@ def build_objective(backbone, size, layers=(), channels=(), neurons=(), classes=
                 terms.append(prior)
         else:
             inner = cls if prior is None else cls + prior
-            terms.append(BoxView(inner, **parse_region(region, size, "--class")) * w)
+            terms.append(BoxView(inner, **parse_region(region, size, F("--class"))) * w)
     if priors and prior is not None and global_prior[0] is None and (layers or channels or neurons):
         terms.append(prior)  # asked for beside layer, channel or neuron objectives: on the whole picture
         global_prior[0] = prior
@@ -284,9 +334,13 @@ def guide_objective(backbone, guides, layers, similarity="dot", pixel_weight=0.0
     """Guided dreaming towards one or several guide pictures ``["path[*weight][@region]", ...]``."""
     from fastdream.imageio import load_image
 
+    from fastdream.errors import InputError
+
     total = None
     for g in guides:
         path, w, region = split_weight_region(g, "--guide")
+        if not os.path.exists(path) and other_weight_hint(path):
+            raise InputError(f"--guide {path}: no such file{other_weight_hint(path)}")
         img, _ = load_image(path)
         obj = guide_features_objective(backbone, img.to(device), layers, similarity, w, region, size, pixel_weight)
         total = obj if total is None else total + obj

@@ -42,6 +42,7 @@ class InvertConfig:
     init_sd: float = 0.01     # spread of the random spectrum the search starts from
     history: int = 20
     seed: int = 0
+    precision: str = "auto"   # the backbone's: auto | fp32 | bf16 | fp16 (see fastdream.precision)
     prior: object | None = None  # a further natural-image prior (an Objective: BNPrior, ...), or None
 
     def validate(self) -> None:
@@ -91,9 +92,12 @@ def invert_one(backbone, x0: torch.Tensor, layer: str, cfg: InvertConfig,
                progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Rebuild ``x0`` ``[1, 3, H, W]`` from its ``layer`` activations; returns ``[1, 3, H, W]`` in [0, 1]."""
     cfg.validate()
+    from fastdream.precision import resolve_precision
+
+    precision = resolve_precision(cfg.precision, x0.device)
     gen = torch.Generator().manual_seed(int(cfg.seed))
     with torch.no_grad():
-        target = backbone.forward_taps(x0, [layer])[layer].detach()
+        target = backbone.forward_taps(x0, [layer], precision)[layer].detach()
         norm = target.square().sum().clamp_min(1e-12)
     param = FourierImage(tuple(x0.shape[-2:]), 1, sd=cfg.init_sd, generator=gen, device=x0.device)
     opt = torch.optim.LBFGS(param.parameters(), lr=1.0, max_iter=cfg.steps, max_eval=cfg.steps + cfg.steps // 4,
@@ -105,7 +109,7 @@ def invert_one(backbone, x0: torch.Tensor, layer: str, cfg: InvertConfig,
 
     def closure():
         x = param()
-        acts = backbone.forward_taps(x, taps)
+        acts = backbone.forward_taps(x, taps, precision)
         feat = acts[layer]
         loss = (feat - target).square().sum() / norm
         if cfg.prior is not None:

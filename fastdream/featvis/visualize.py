@@ -167,14 +167,14 @@ def _has_tap(backbone, name: str) -> bool:
         return False
 
 
-def run_taps(backbone, x: torch.Tensor, taps) -> dict[str, torch.Tensor]:
+def run_taps(backbone, x: torch.Tensor, taps, precision: str = "fp32") -> dict[str, torch.Tensor]:
     """``forward_taps`` that serves ``class_map`` from ``logits`` where the backbone has no class map
     (a class logit is the mean over positions of the class map, so the objective's value is the same)."""
     taps = set(taps)
     alias = "class_map" in taps and not _has_tap(backbone, "class_map")
     if alias:
         taps = (taps - {"class_map"}) | {"logits"}
-    acts = backbone.forward_taps(x, sorted(taps))
+    acts = backbone.forward_taps(x, sorted(taps), precision)
     if alias:
         acts["class_map"] = acts["logits"]
     return acts
@@ -212,6 +212,7 @@ class VisualizeConfig:
     decay_power: float = 1.0
     seed: int = 0
     transforms: bool = True
+    precision: str = "auto"           # the backbone's: auto | fp32 | bf16 | fp16 (see fastdream.precision)
     prior: Objective | None = None    # natural-image priors (BNPrior, TVPrior...), seen through the transforms
 
     def validate(self) -> None:
@@ -249,13 +250,16 @@ def optimize(backbone, targets: Sequence[Target], cfg: VisualizeConfig, init: to
         backbone.resolve_tap(cfg.diversity_layer)
         taps.add(cfg.diversity_layer)
     tf = RobustTransform()
+    from fastdream.precision import resolve_precision
+
+    precision = resolve_precision(cfg.precision, device)
     opt = torch.optim.Adam(param.parameters(), lr=cfg.lr)
     history = []
     t0 = time.perf_counter()
     for step in range(cfg.steps):
         x = param()
         xt = tf(x, gen) if cfg.transforms else x
-        acts = run_taps(backbone, xt, taps)
+        acts = run_taps(backbone, xt, taps, precision)
         ctx = Context(full_size=tuple(xt.shape[-2:]), image=xt, backbone=backbone)
         value = obj(acts, ctx)  # [N]
         loss = -value.sum()

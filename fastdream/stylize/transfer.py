@@ -38,8 +38,11 @@ DEFAULT_STYLE_LAYERS = ("stem", "block2", "block4", "block7", "block10")
 DEFAULT_CONTENT_LAYER = "block10"
 
 OPTIMIZERS = ("lbfgs", "adam")
-# the automatic schedule's fewest evaluations at the output scale (when there are several scales)
-FINAL_ITERS = 55
+# the automatic schedule's fewest evaluations at the output scale (when there are several scales): 80 bring
+# the style loss to <= 0.10 of its start on photo pairs at their own size (chelsea + brick, the tuning pair:
+# 0.091 fp32 / 0.093 bf16 with 80, 0.113 / 0.116 with 55; held out, astronaut + grass and motorcycle +
+# Hubble: 0.02 either way; docs/style.md)
+FINAL_ITERS = 80
 PRESERVE = ("luminance", "histogram")
 
 
@@ -69,6 +72,7 @@ class StyleConfig:
     tile_halo: int = 64               # context pixels around each tile
     pyramid: int = 8                  # L-BFGS over up to this many pyramid levels, the coarsest >= 32 px
     #                                   on the short side (1: plain pixels)
+    precision: str = "auto"           # the backbone's: auto | fp32 | bf16 | fp16 (see fastdream.precision)
 
     def validate(self) -> None:
         def bad(msg):
@@ -192,6 +196,12 @@ class StyleTransfer:
         lw = cfg.layer_weights or (1.0,) * len(cfg.style_layers)
         self.layer_weights = {n: float(w) / sum(lw) for n, w in zip(cfg.style_layers, lw)}
         self.taps = list(dict.fromkeys([*cfg.style_layers, cfg.content_layer]))
+        from fastdream.precision import resolve_precision
+
+        self.precision = resolve_precision(cfg.precision, backbone.mean.device)
+
+    def _forward_taps(self, x: torch.Tensor, taps) -> dict[str, torch.Tensor]:
+        return self.backbone.forward_taps(x, taps, self.precision)
 
     # -- schedule -------------------------------------------------------------------------------
     def schedule(self, h: int, w: int) -> list[tuple[tuple[int, int], int]]:
@@ -271,7 +281,7 @@ class StyleTransfer:
         sums = {n: None for n in layers}
         count = {n: 0 for n in layers}
         for core, crop in self.tiles(*x.shape[-2:]):
-            acts = self.backbone.forward_taps(x[..., crop[0]:crop[1], crop[2]:crop[3]], layers)
+            acts = self._forward_taps(x[..., crop[0]:crop[1], crop[2]:crop[3]], layers)
             for n in layers:
                 f = self._core(acts[n], core, crop)
                 s = gram_sum(f)[0]
@@ -315,7 +325,7 @@ class StyleTransfer:
             core, crop = tiles[0]
             xg = x.detach().requires_grad_(need_grad)
             with torch.set_grad_enabled(need_grad):
-                acts = self.backbone.forward_taps(xg, self.taps)
+                acts = self._forward_taps(xg, self.taps)
                 per_layer = {}
                 for n in cfg.style_layers:
                     f = acts[n]
@@ -336,7 +346,7 @@ class StyleTransfer:
         content = 0.0
         with torch.no_grad():
             for (core, crop), fc in zip(tiles, content_feats):
-                acts = self.backbone.forward_taps(x[..., crop[0]:crop[1], crop[2]:crop[3]], self.taps)
+                acts = self._forward_taps(x[..., crop[0]:crop[1], crop[2]:crop[3]], self.taps)
                 for n in cfg.style_layers:
                     f = self._core(acts[n], core, crop)
                     s = gram_sum(f)[0]
@@ -362,7 +372,7 @@ class StyleTransfer:
         coef = {n: (2.0 * cfg.style_weight * scales[n] / norm[n]) * (grams[n] - targets[n]) for n in cfg.style_layers}
         for (core, crop), fc in zip(tiles, content_feats):
             t = x[..., crop[0]:crop[1], crop[2]:crop[3]].detach().requires_grad_(True)
-            acts = self.backbone.forward_taps(t, self.taps)
+            acts = self._forward_taps(t, self.taps)
             sur = cfg.content_weight * c_scale * (self._core(acts[cl], core, crop) - fc).square().sum()
             for n in cfg.style_layers:
                 sur = sur + (coef[n] * gram_sum(self._core(acts[n], core, crop))[0]).sum()
@@ -376,7 +386,7 @@ class StyleTransfer:
         """The content layer's features of ``x`` for every tile's core (one entry when untiled)."""
         out = []
         for core, crop in self.tiles(*x.shape[-2:]):
-            acts = self.backbone.forward_taps(x[..., crop[0]:crop[1], crop[2]:crop[3]], [self.config.content_layer])
+            acts = self._forward_taps(x[..., crop[0]:crop[1], crop[2]:crop[3]], [self.config.content_layer])
             out.append(self._core(acts[self.config.content_layer], core, crop).clone())
         return out
 

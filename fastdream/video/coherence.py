@@ -150,7 +150,7 @@ class Coherence:
         if not self.use_flow:
             self.seconds_flow += time.perf_counter() - t0
             return cur, pair
-        warped = warp(prev_out, pair.back).astype(np.float32)
+        warped = warp(prev_out, pair.back, maps=pair.maps).astype(np.float32)
         self._warped = (warped, pair.mask)
         c = cur.astype(np.float32)
         m = (pair.mask * self.blend)[..., None]

@@ -8,6 +8,7 @@ one: ``cur[y, x] ~ prev[y + dy, x + dx]``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -32,6 +33,7 @@ class FlowPair:
     back: np.ndarray      # [H, W, 2] current -> previous
     fwd: np.ndarray       # [H, W, 2] previous -> current
     mask: np.ndarray      # [H, W] float32 in {0, 1}
+    maps: tuple | None = None   # (x, y) sampling maps of ``back`` ([H, W] float32 each), computed once
 
 
 class FlowEstimator:
@@ -64,37 +66,59 @@ class FlowEstimator:
     def pair(self, prev: np.ndarray, cur: np.ndarray) -> FlowPair:
         back = self.flow(cur, prev)
         fwd = self.flow(prev, cur)
-        return FlowPair(back, fwd, occlusion_mask(back, fwd))
+        maps = _grid(back)
+        return FlowPair(back, fwd, occlusion_mask(back, fwd, maps=maps), maps)
+
+
+@functools.lru_cache(maxsize=4)
+def _base_grid(H: int, W: int):
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys
 
 
 def _grid(flow: np.ndarray):
-    H, W = flow.shape[:2]
-    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
-    return xs + flow[..., 0], ys + flow[..., 1]
-
-
-def warp(image: np.ndarray, flow_back: np.ndarray, border: str = "replicate") -> np.ndarray:
-    """Pull ``image`` (the previous frame, ``[H, W, C]``) onto the current frame along ``flow_back``
-    (bilinear). Same dtype as ``image``."""
     import cv2
 
-    mx, my = _grid(flow_back)
+    xs, ys = _base_grid(*flow.shape[:2])
+    fx, fy = cv2.split(flow)  # contiguous planes: numpy on a last axis of 2 is several times slower
+    return fx.__iadd__(xs), fy.__iadd__(ys)
+
+
+def _sq_norm(v: np.ndarray) -> np.ndarray:
+    """``|v|^2`` per pixel of a ``[H, W, 2]`` field."""
+    import cv2
+
+    x, y = cv2.split(v)
+    x *= x
+    y *= y
+    return x.__iadd__(y)
+
+
+def warp(image: np.ndarray, flow_back: np.ndarray, border: str = "replicate", maps=None) -> np.ndarray:
+    """Pull ``image`` (the previous frame, ``[H, W, C]``) onto the current frame along ``flow_back``
+    (bilinear). Same dtype as ``image``. ``maps``: ``FlowPair.maps`` of that flow, if at hand."""
+    import cv2
+
+    mx, my = maps if maps is not None else _grid(flow_back)
     mode = cv2.BORDER_REPLICATE if border == "replicate" else cv2.BORDER_CONSTANT
     return cv2.remap(image, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=mode)
 
 
-def occlusion_mask(back: np.ndarray, fwd: np.ndarray, alpha: float = 0.01, beta: float = 0.5) -> np.ndarray:
+def occlusion_mask(back: np.ndarray, fwd: np.ndarray, alpha: float = 0.01, beta: float = 0.5, maps=None) -> np.ndarray:
     """Forward-backward check (Sundaram et al. 2010): a pixel of the current frame is trusted when going
     back along ``back`` and forward again along ``fwd`` returns it to itself,
     ``|b + f(x + b)|^2 <= alpha (|b|^2 + |f(x + b)|^2) + beta``, and its match lies inside the frame.
     ``[H, W]`` float32, 1 = trusted."""
     import cv2
 
-    mx, my = _grid(back)
+    mx, my = maps if maps is not None else _grid(back)
     f_at = cv2.remap(fwd, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    s = back + f_at
-    err = (s * s).sum(-1)
-    bound = alpha * ((back * back).sum(-1) + (f_at * f_at).sum(-1)) + beta
+    err = _sq_norm(back + f_at)
+    bound = _sq_norm(back)
+    bound += _sq_norm(f_at)
+    bound *= alpha
+    bound += beta
     H, W = back.shape[:2]
     inside = (mx >= 0) & (mx <= W - 1) & (my >= 0) & (my <= H - 1)
     return ((err <= bound) & inside).astype(np.float32)
@@ -103,11 +127,15 @@ def occlusion_mask(back: np.ndarray, fwd: np.ndarray, alpha: float = 0.01, beta:
 def warp_error(prev_out: np.ndarray, cur_out: np.ndarray, pair: FlowPair) -> float:
     """Mean absolute difference (pixel values in [0, 1]) between ``cur_out`` and ``prev_out`` warped onto
     it by the input's flow, over the trusted (non-occluded) pixels only."""
-    w = warp(prev_out, pair.back).astype(np.float32)
-    d = np.abs(cur_out.astype(np.float32) - w).mean(-1)
-    m = pair.mask
-    n = float(m.sum())
-    if n == 0:
+    import cv2
+
+    w = warp(prev_out, pair.back, maps=pair.maps)
+    if w.dtype != cur_out.dtype:
+        w, cur_out = w.astype(np.float32), cur_out.astype(np.float32)
+    m = (pair.mask > 0.5).astype(np.uint8)
+    if not m.any():
         return float("nan")
+    d = cv2.absdiff(np.ascontiguousarray(cur_out), np.ascontiguousarray(w))
+    per_channel = cv2.mean(d, mask=m)[: d.shape[2] if d.ndim == 3 else 1]  # means over the trusted pixels
     scale = 255.0 if cur_out.dtype == np.uint8 else 1.0
-    return float((d * m).sum() / n / scale)
+    return float(sum(per_channel) / len(per_channel) / scale)

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from fastdream.errors import InputError
-from fastdream.imageio import check_input_file, check_output_folder
+from fastdream.imageio import check_input_file, check_output_folder, replace_output
 
 VIDEO_EXTS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
               ".gif": "gif"}
@@ -215,7 +215,7 @@ class VideoWriter:
     libvpx-vp9, mpeg4, ffv1, prores..., ``crf``: quality for x264/vp9 (lower is better)."""
 
     def __init__(self, path, width: int, height: int, fps, codec: str | None = None, crf: int | None = 18,
-                 audio_from: str | None = None, atomic: bool = True):
+                 audio_from: str | None = None, atomic: bool = True, audio_until: float | None = None):
         import av
 
         self.path = pathlib.Path(path)
@@ -226,6 +226,7 @@ class VideoWriter:
         self.frames = 0
         self.audio_copied = False
         self.audio_note: str | None = None
+        self.audio_until = audio_until  # seconds of audio to copy (None: all of it)
         self._atomic = atomic
         if atomic:
             fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part" + self.path.suffix,
@@ -334,7 +335,7 @@ class VideoWriter:
         self.frames += 1
 
     def close(self) -> None:
-        """Flush the encoder, copy the rest of the audio, and rename the file into place."""
+        """Flush the encoder, copy the rest of the audio (up to ``audio_until``), and rename the file into place."""
         import av
 
         try:
@@ -342,7 +343,7 @@ class VideoWriter:
                 self._mux_video(self.v.encode(None))
             except av.error.FFmpegError as e:
                 raise InputError(f"{self.path}: the {self.codec} encoder failed ({_err(e)})") from None
-            self._mux_audio_until(None)
+            self._mux_audio_until(self.audio_until)
             try:
                 self.c.close()
             except av.error.FFmpegError as e:
@@ -351,7 +352,7 @@ class VideoWriter:
                 self._audio_in.close()
                 self._audio_in = None
             if self._atomic:
-                os.replace(self._tmp, self.path)
+                replace_output(self._tmp, self.path)
         except BaseException:
             self._abort()
             raise
@@ -404,11 +405,12 @@ class GifWriter:
         self.frames = []
 
 
-def open_writer(path, width, height, fps, codec=None, crf=18, audio_from=None):
-    """A writer for ``path``: GIF via Pillow, any other container via PyAV."""
+def open_writer(path, width, height, fps, codec=None, crf=18, audio_from=None, audio_until=None):
+    """A writer for ``path``: GIF via Pillow, any other container via PyAV (``audio_until``: seconds of
+    ``audio_from``'s audio to copy, for a video cut short)."""
     if container_format(path) == "gif":
         return GifWriter(path, fps)
-    return VideoWriter(path, width, height, fps, codec=codec, crf=crf, audio_from=audio_from)
+    return VideoWriter(path, width, height, fps, codec=codec, crf=crf, audio_from=audio_from, audio_until=audio_until)
 
 
 class PngSequenceWriter:
@@ -460,7 +462,7 @@ class PngSequenceWriter:
         self.folder.mkdir(exist_ok=True)
         for i in range(self.frames):
             name = self.pattern % i
-            os.replace(self._stage / name, self.folder / name)
+            replace_output(self._stage / name, self.folder / name)
         shutil.rmtree(self._stage, ignore_errors=True)
 
     def abort(self) -> None:

@@ -186,8 +186,9 @@ def run_job(input_path, output, processor, coherence, device, params: dict, *, r
             writer.abort()
             raise
     else:
+        cut = max_frames is not None and n >= max_frames  # --frames stopped before the end: so does the audio
         writer = vio.open_writer(output, info.width, info.height, info.fps, codec=codec, crf=crf,
-                                 audio_from=str(input_path))
+                                 audio_from=str(input_path), audio_until=frames / float(info.fps) if cut else None)
         try:
             for i in range(frames):
                 f = vio.read_png(work.frame_path(i))
@@ -232,19 +233,8 @@ class JobInterrupted(FastdreamError):
         self.frames_done = frames_done
 
 
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def close(self):
-        pass
-
-
 def _bar(total, initial, enabled):
-    if enabled is None or enabled is True:
-        enabled = sys.stderr.isatty() and not os.environ.get("TQDM_DISABLE")
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
+    from fastdream.cli.common import Progress
 
-    return tqdm(total=total, initial=initial, desc="video", unit="frame", dynamic_ncols=True, file=sys.stderr)
+    return Progress(total, "video", unit="frame", enabled=None if enabled in (None, True) else False,
+                    initial=initial)

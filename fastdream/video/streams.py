@@ -98,7 +98,9 @@ def _quiet_cv2():
 
 
 class CameraSource(Source):
-    """An OpenCV capture device by index."""
+    """An OpenCV capture device by index. ``vanished``: it stopped giving frames (unplugged)."""
+
+    vanished = False
 
     def __init__(self, index: int, size=None, fps=None):
         cv2 = _quiet_cv2()
@@ -126,8 +128,12 @@ class CameraSource(Source):
         if self._first is not None:
             f, self._first = self._first, None
         else:
-            ok, f = self.cap.read()
+            try:
+                ok, f = self.cap.read()
+            except cv2.error:  # the device went away under the capture back-end
+                ok, f = False, None
             if not ok or f is None:
+                self.vanished = True  # a camera does not end: it was unplugged or stopped
                 return None
         return cv2.cvtColor(f, cv2.COLOR_BGR2RGB)
 
@@ -347,7 +353,8 @@ class PreviewSink:
 def run_stream(source: Source, sinks: list, processor, coherence, device, *, drop: bool, max_frames=None,
                progress=True) -> dict:
     """Process a stream until it ends (or ``max_frames``, or Ctrl-C on a live source, or the preview
-    window closes). Returns the report's figures."""
+    window closes). Returns the report's figures. ``coherence=None``: the processor carries its own
+    state from frame to frame (the live dreamer: uint8 frame in, uint8 frame out, ``warp_errors``)."""
     from fastdream.video.coherence import process
 
     feed = FrameFeed(source, drop=drop).start()
@@ -355,34 +362,35 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
     prev_in = prev_out = None
     n = 0
     t_first = None
+    t_first_read = time.perf_counter()
     interrupted = False
-    bar = None
-    if progress and sys.stderr.isatty():
-        import os
+    from fastdream.cli.common import Progress
 
-        if not os.environ.get("TQDM_DISABLE"):
-            from tqdm import tqdm
-
-            bar = tqdm(total=max_frames, desc=source.name, unit="frame", dynamic_ncols=True, file=sys.stderr)
+    bar = Progress(max_frames, source.name, unit="frame", enabled=None if progress else False)
     t_proc = 0.0
+    ended = False  # the source ran out (not stopped after max_frames): only then are missing frames lost
     try:
         while max_frames is None or n < max_frames:
             item = feed.get()
             if item is None:
+                ended = True
                 break
             _, frame, t_arrival = item
             if t_first is None:
                 t_first = time.perf_counter()
+                t_first_read = t_arrival
             t1 = time.perf_counter()
-            out, _ = process(processor, coherence, n, frame, prev_in, prev_out, device)
+            if coherence is None:
+                out = processor(frame)
+            else:
+                out, _ = process(processor, coherence, n, frame, prev_in, prev_out, device)
             t_proc += time.perf_counter() - t1
             for s in sinks:
                 s.write(out)
             latencies.append((time.perf_counter() - t_arrival) * 1e3)
             prev_in, prev_out = frame, out
             n += 1
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
             if any(getattr(s, "closed", False) for s in sinks):
                 break
     except KeyboardInterrupt:
@@ -391,10 +399,9 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
         interrupted = True  # stopping a live stream is the normal way to end it
     finally:
         feed.stop()
-        if bar is not None:
-            bar.close()
+        bar.close()
     wall = time.perf_counter() - (t_first or time.perf_counter())
-    errs = coherence.warp_errors
+    errs = (coherence or processor).warp_errors
     lat = sorted(latencies)
     return {
         "input": source.name, "size": [source.width, source.height],
@@ -404,11 +411,13 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
         "seconds_per_frame": round(t_proc / n, 4) if n else None,
         "audio_copied": False,
         "dropped_frames": feed.dropped if drop else 0,
-        "lost_frames": getattr(source, "lost", 0),
+        "lost_frames": getattr(source, "lost", 0) if ended else 0,
         "latency_ms": {"mean": round(sum(lat) / len(lat), 2), "p50": round(lat[len(lat) // 2], 2),
                        "p95": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 2),
                        "max": round(lat[-1], 2)} if lat else None,
         "warp_error": round(sum(errs) / len(errs), 6) if errs else None,
-        "coherence": {"flow": coherence.use_flow, "blend": coherence.blend, "smooth": coherence.smooth},
+        "coherence": ({"flow": coherence.use_flow, "blend": coherence.blend, "smooth": coherence.smooth}
+                      if coherence is not None else {"flow": True, "live": True}),
         "processor": processor.name, "mode": "drop" if drop else "block", "stopped_by_user": interrupted,
+        "_t_first_read": t_first_read,
     }

@@ -13,6 +13,8 @@ Routes::
     GET  /api/jobs/{id}/report      the job's report (JSON), while the result is still kept
     GET  /api/status                queue and job counts
     GET  /filter.onnx               the ONNX dream filter the Live tab runs in the browser
+    WS   /api/live                  the Live tab's dream mode: webcam JPEGs in, live dream out
+                                    (fastdream.web.live; one stream at a time, others queued)
     GET  /static/...                the page's scripts; ONNX Runtime Web under static/vendor/
 
 Uploads are checked before anything else happens: the request size (``max_upload_mb``), then the
@@ -39,11 +41,11 @@ from starlette.datastructures import UploadFile
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from fastdream.errors import FastdreamError, InputError
-from fastdream.web.jobs import FINAL, DreamRequest, JobQueue, QueueFull
+from fastdream.web.jobs import FINAL, FORM_FIELDS, DreamRequest, JobQueue, QueueFull
 
 HERE = pathlib.Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -139,7 +141,10 @@ def _load_upload(data: bytes, what: str, max_pixels: int):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
                 fmt, (w, h) = im.format, im.size
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # Pillow's own check, above any max_pixels this server takes
+        raise InputError(f"{what}: the picture is more than the limit of {max_pixels / 1e6:.0f} Mpx "
+                         "(a decompression bomb?)") from None
+    except UnidentifiedImageError:
         raise InputError(f"{what}: this file is not a picture (send a JPEG, PNG, WebP, GIF, BMP or TIFF)") from None
     except Exception as e:
         raise InputError(f"{what}: the file cannot be read ({type(e).__name__})") from None
@@ -219,6 +224,9 @@ def parse_settings(form, cfg: ServerConfig) -> dict:
         "step_size": _num(form, "step_size", float, 1e-6, 10.0),
         "jitter": _num(form, "jitter", int, 0, 512),
         "seed": _num(form, "seed", int, 0, 2**31 - 1, 0),
+        # the page's "dream size" is for speed: no steps at full size unless asked (the CLI's --max-size
+        # finishes with half the steps there by default)
+        "finish_steps": _num(form, "finish_steps", int, 0, cfg.max_steps, 0),
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     max_size = _num(form, "max_size", int, 16, cfg.max_side, None)
@@ -234,13 +242,15 @@ def build_request(settings: dict, picture, guide, cfg: ServerConfig, backbone) -
     H, W = picture.shape[-2:]
     if max(H, W) > cfg.max_side and (settings["max_size"] is None or settings["max_size"] > cfg.max_side):
         settings["max_size"] = cfg.max_side  # the server's cap; the detail is added back at full size
+    if max(H, W) > cfg.max_side:  # no step runs above the server's cap: no finishing steps at full size
+        settings["overrides"]["finish_steps"] = 0
     cfg_, preset_layers = make_config(settings["preset"], **settings["overrides"])
     at = f"@{settings['region']}" if settings["region"] else ""
     layers = [settings["layer"] + at] if settings["layer"] else []
     classes = [settings["class"] + at] if settings["class"] else []
     if at and not layers and not classes and guide is None:
         layers = [name + at for name in preset_layers]  # a region with the preset's objective
-    build_objective(backbone, (H, W), layers=layers, classes=classes)  # raises on unknown names
+    build_objective(backbone, (H, W), layers=layers, classes=classes, flags=FORM_FIELDS)  # raises on unknown names
     params = {k: settings[k] for k in ("preset", "layer", "class", "region", "max_size")}
     params.update(settings["overrides"])
     params["guide"] = guide is not None
@@ -292,8 +302,21 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     async def options(request):
         return JSONResponse(await run_in_threadpool(options_payload))
 
+    from fastdream.web.live import LiveSlot, serve_live
+
+    live_slot = LiveSlot(max_waiting=cfg.max_queued)
+
     async def status(request):
-        return JSONResponse(queue.stats())
+        return JSONResponse({**queue.stats(), **live_slot.stats()})
+
+    async def live(ws):
+        # a page of another site must not stream through this server (cross-site WebSocket hijacking)
+        origin, host = ws.headers.get("origin"), ws.headers.get("host", "")
+        if origin is not None and origin.split("://", 1)[-1] != host:
+            await ws.close(code=1008)
+            return
+        await ws.accept()
+        await serve_live(ws, live_slot, backbone, device, max_side=min(cfg.max_side, 1280))
 
     async def submit(request: Request):
         try:
@@ -446,6 +469,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         Route("/api/jobs/{id}/result", result),
         Route("/api/jobs/{id}/report", report),
         Route("/filter.onnx", filter_file),
+        WebSocketRoute("/api/live", live),
         Route("/static/vendor/onnxruntime-web/{name}", vendor),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
@@ -459,6 +483,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
     app.state.queue = queue
     app.state.config = cfg
     app.state.filter = finfo
+    app.state.live = live_slot
     return app
 
 
@@ -474,14 +499,18 @@ class SecurityHeaders:
         self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         if self.allowed_hosts is not None:
             host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
             host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
             host = host.strip("[]")
             if host not in self.allowed_hosts:
+                if scope["type"] == "websocket":
+                    return await send({"type": "websocket.close", "code": 1008})
                 return await _error(f"unexpected Host header {host[:60]!r}", 400)(scope, receive, send)
+        if scope["type"] == "websocket":
+            return await self.app(scope, receive, send)
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":

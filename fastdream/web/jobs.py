@@ -22,6 +22,9 @@ import torch
 from fastdream.errors import FastdreamError
 
 FINAL = ("done", "error", "cancelled", "expired")
+# Messages about the objective name the page's form fields, not the command line's flags.
+FORM_FIELDS = {"--layer": "layer", "--class": "class", "--guide": "guide", "--channel": "channel",
+               "--neuron": "neuron"}
 
 
 class JobCancelled(Exception):
@@ -246,7 +249,7 @@ class JobQueue:
 
     def _dream(self, job: Job) -> tuple[bytes, dict]:
         """The same work as ``fastdream dream`` (cli/dream.py: dream_one), with progress and previews."""
-        from fastdream.api import dream_tensor, get_backbone, make_config
+        from fastdream.api import dream_tensor, get_backbone, make_config, preset_objective
         from fastdream.engine.dream import Dreamer
         from fastdream.engine.spec import build_objective
         from fastdream.report import dream_report
@@ -276,10 +279,10 @@ class JobQueue:
 
         x = req.picture.to(self.device)
         H, W = x.shape[-2:]
-        cfg, preset_layers = make_config(req.preset, **req.overrides)
+        cfg, _ = make_config(req.preset, **req.overrides)
         backbone = get_backbone(self.backbone_spec, self.device)
         check()
-        objective = build_objective(backbone, (H, W), layers=req.layers, classes=req.classes)
+        objective = build_objective(backbone, (H, W), layers=req.layers, classes=req.classes, flags=FORM_FIELDS)
         if req.guide is not None:
             from fastdream.engine.spec import guide_features_objective, split_weight_region
 
@@ -287,8 +290,7 @@ class JobQueue:
             g = guide_features_objective(backbone, req.guide.to(self.device), req.guide_layers, "dot", gw, gregion,
                                          (H, W))
             objective = g if objective is None else objective + g
-        if objective is None:
-            objective = build_objective(backbone, (H, W), layers=preset_layers)
+        objective = preset_objective(req.preset, objective, backbone, (H, W))
         evaluator = Dreamer(backbone, objective, cfg)
         before = evaluator.evaluate(x)
         check()
@@ -299,7 +301,9 @@ class JobQueue:
         after = evaluator.evaluate(result)
         from fastdream.imageio import tensor_to_pil
 
-        params = {"preset": req.preset, "objective": repr(objective), **dataclasses.asdict(cfg),
+        from fastdream.presets import DEFAULT_PRESET
+
+        params = {"preset": req.preset or DEFAULT_PRESET, "objective": repr(objective), **dataclasses.asdict(cfg),
                   "max_size": req.max_size, "backbone": self.backbone_spec or "efficientnet-lite0"}
         buf = io.BytesIO()
         from PIL import PngImagePlugin

@@ -128,6 +128,39 @@ async function run() {
     await page.click("#snapshot");
     out.snapshot_name = (await dl).suggestedFilename();
     await browser.close();
+  } else if (scenario === "live-dream") {
+    // dream mode: webcam frames to the server over a WebSocket; a second page waits in line
+    const browser = await launch(FAKE_CAMERA);
+    const a = await newPage(browser);
+    await a.page.goto(base + "/#live");
+    await a.page.check("#mode-dream");
+    try {
+      await a.page.waitForFunction(() => window.fastdreamLive.mode === "dream" && (window.fastdreamLive.frames >= 4 || window.fastdreamLive.error), null, { timeout: 120000 });
+    } catch (e) { throw new Error("no dreamed frames: " + JSON.stringify(await a.page.evaluate(() => window.fastdreamLive)) + " " + a.logs.join(" | ")); }
+    const err = await a.page.evaluate(() => window.fastdreamLive.error);
+    if (err) throw new Error("live dream error: " + err + " " + a.logs.join(" | "));
+    const f0 = await a.page.evaluate(() => [window.fastdreamLive.frames, performance.now()]);
+    await a.page.waitForTimeout(opts.measure_ms || 4000);
+    const f1 = await a.page.evaluate(() => [window.fastdreamLive.frames, performance.now()]);
+    out.fps_measured = (f1[0] - f0[0]) / ((f1[1] - f0[1]) / 1000);
+    out.fps_text = await a.page.textContent("#fps");
+    out.latency_text = await a.page.textContent("#latency");
+    out.latency_ms = await a.page.evaluate(() => window.fastdreamLive.latency);
+    out.diff = await a.page.evaluate(() => window.fastdreamLive.diff);
+    out.backend_text = await a.page.textContent("#backend");
+    if (opts.screenshot) await a.page.screenshot({ path: opts.screenshot });
+    const b = await newPage(browser);
+    await b.page.goto(base + "/#live");
+    await b.page.check("#mode-dream");
+    await b.page.waitForFunction(() => /Queued: position 1/.test(document.querySelector("#live-status").textContent), null, { timeout: 60000 });
+    out.queued_text = await b.page.textContent("#live-status");
+    out.second_frames_while_queued = await b.page.evaluate(() => window.fastdreamLive.frames);
+    await a.page.close();
+    await b.page.waitForFunction(() => window.fastdreamLive.frames >= 3 || window.fastdreamLive.error, null, { timeout: 120000 });
+    out.second_error = await b.page.evaluate(() => window.fastdreamLive.error);
+    out.second_status = await b.page.textContent("#live-status");
+    out.second_frames = await b.page.evaluate(() => window.fastdreamLive.frames);
+    await browser.close();
   } else if (scenario === "live-denied" || scenario === "live-nocam") {
     // denied: a fake camera exists but the permission prompt is refused; nocam: no camera at all
     const args = scenario === "live-denied" ? ["--use-fake-device-for-media-stream", "--deny-permission-prompts"]

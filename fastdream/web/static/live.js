@@ -1,21 +1,26 @@
-// The Live tab: the webcam through the ONNX dream filter, run in the browser by ONNX Runtime Web
-// (WebGPU where the browser has it, WebAssembly otherwise). Nothing leaves the browser.
+// The Live tab, two modes. Filter: the webcam through the ONNX dream filter, run in the browser by ONNX
+// Runtime Web (WebGPU where the browser has it, WebAssembly otherwise); nothing leaves the browser.
+// Dream: webcam frames (JPEG) over a WebSocket to `fastdream serve`, which dreams them live (the dream
+// carried from frame to frame along the optical flow) and sends them back; one frame in flight at a
+// time, so the page always sends the newest camera frame. One live stream per server; others queue.
 "use strict";
 
 (function () {
   const $ = (id) => document.getElementById(id);
   const W = 320, H = 240;                 // the camera is asked for this size; frames are drawn at it
   const VENDOR = "/static/vendor/onnxruntime-web/";
-  const live = (window.fastdreamLive = { frames: 0, fps: 0, backend: null, diff: null, running: false, error: null });
-  let started = false, stream = null, session = null, info = null, loopId = 0;
+  const live = (window.fastdreamLive = { frames: 0, fps: 0, backend: null, diff: null, running: false, error: null,
+    mode: "filter", latency: null, queued: null, status: "" });
+  let started = false, stream = null, session = null, info = null, loopId = 0, socket = null, presets = null;
 
-  function status(t) { $("live-status").textContent = t; }
+  function status(t) { $("live-status").textContent = t; live.status = t; }
   function fail(t) {
     live.error = t;
     $("live-error").textContent = t;
     $("live-error").hidden = false;
-    status("The live filter is not running.");
+    status(live.mode === "dream" ? "The live dream is not running." : "The live filter is not running.");
   }
+  function clearError() { live.error = null; $("live-error").hidden = true; }
 
   function loadScript(src) {
     return new Promise((resolve, reject) => {
@@ -69,6 +74,9 @@
   async function start() {
     if (started) return;
     started = true;
+    clearError();
+    const my = ++loopId;
+    if (live.mode === "dream") return startDream(my);
     try {
       status("Loading the filter…");
       if (!session) { // loaded once; switching tabs only stops and restarts the camera
@@ -78,25 +86,145 @@
         session = await createSession();
       }
       $("backend").textContent = live.backend;
+      if (my !== loopId) return;
       status("Asking for the camera…");
-      stream = await camera();
+      const cam = await camera();
+      if (my !== loopId) { for (const t of cam.getTracks()) t.stop(); return; }
+      stream = cam;
       const video = $("camera");
       video.srcObject = stream;
       await video.play();
+      if (my !== loopId) return;
       status("Running: " + info.name + " on " + live.backend + ".");
       $("snapshot").disabled = false;
       live.running = true;
       run();
     } catch (e) {
-      fail(e.message || String(e));
+      if (my === loopId) fail(e.message || String(e));  // not an error of a start that was stopped since
     }
   }
 
   function stop() {
     live.running = false;
     loopId++;
+    if (socket) { const s = socket; socket = null; s.close(); }
     if (stream) { for (const t of stream.getTracks()) t.stop(); stream = null; }
     started = false;
+  }
+
+  function tick(times) { // frames per second over the last two seconds
+    const now = performance.now();
+    times.push(now);
+    while (times.length && now - times[0] > 2000) times.shift();
+    if (times.length > 1) {
+      live.fps = (times.length - 1) / ((now - times[0]) / 1000);
+      $("fps").textContent = live.fps.toFixed(1);
+    }
+  }
+
+  async function loadPresets() {
+    if (presets) return;
+    const opts = await (await fetch("/api/options")).json();
+    presets = opts.presets;
+    const sel = $("live-preset");
+    for (const p of presets) {
+      const o = document.createElement("option");
+      o.value = p.name; o.textContent = p.name; o.title = p.description;
+      if (p.name === opts.default_preset) o.selected = true;
+      sel.appendChild(o);
+    }
+  }
+
+  // Dream mode: the camera's newest frame goes to the server when the last dream came back.
+  async function startDream(id) {
+    try {
+      await loadPresets();
+      status("Asking for the camera…");
+      const cam = await camera();
+      if (id !== loopId) { for (const t of cam.getTracks()) t.stop(); return; }
+      stream = cam;
+      const video = $("camera");
+      video.srcObject = stream;
+      await video.play();
+      if (id !== loopId) return;
+      $("backend").textContent = "the server (fastdream serve)";
+      const grab = document.createElement("canvas");
+      grab.width = W; grab.height = H;
+      const gctx = grab.getContext("2d", { willReadFrequently: true });
+      const out = $("live-canvas").getContext("2d", { willReadFrequently: true });
+      const times = [], lat = [];
+      let sentAt = 0, sent = null;
+      const proto = location.protocol === "https:" ? "wss:" : "ws:";
+      const ws = (socket = new WebSocket(proto + "//" + location.host + "/api/live"));
+      ws.binaryType = "arraybuffer";
+      status("Connecting to the server…");
+      const send = () => {
+        if (id !== loopId || ws.readyState !== WebSocket.OPEN) return;
+        gctx.drawImage(video, 0, 0, W, H);
+        sent = gctx.getImageData(0, 0, W, H).data;
+        grab.toBlob(async (blob) => {
+          const buf = await blob.arrayBuffer();
+          if (id !== loopId || ws.readyState !== WebSocket.OPEN) return;
+          sentAt = performance.now();
+          ws.send(buf);
+        }, "image/jpeg", 0.85);
+      };
+      ws.onopen = () => ws.send(JSON.stringify({ preset: $("live-preset").value || null,
+        steps_per_frame: Math.max(1, Math.min(8, parseInt($("live-steps").value, 10) || 1)) }));
+      ws.onmessage = async (ev) => {
+        if (id !== loopId) return;
+        if (typeof ev.data === "string") {
+          const m = JSON.parse(ev.data);
+          if (m.type === "queued") {
+            live.queued = m.position;
+            status(`Queued: position ${m.position} — another page is dreaming live on this server; yours starts when it stops.`);
+          } else if (m.type === "ready") {
+            live.queued = 0;
+            live.running = true;
+            $("backend").textContent = `the server: ${m.device}, ${m.precision}, ${m.steps_per_frame} step(s) per frame`;
+            status("Dreaming live on the server.");
+            $("snapshot").disabled = false;
+            send();
+          } else if (m.type === "error") {
+            fail(m.message);
+          }
+          return;
+        }
+        const ms = performance.now() - sentAt;
+        const bmp = await createImageBitmap(new Blob([ev.data], { type: "image/jpeg" }));
+        out.drawImage(bmp, 0, 0, W, H);
+        bmp.close();
+        const q = out.getImageData(0, 0, W, H).data;
+        let diff = 0;
+        for (let i = 0; i < q.length; i += 4) diff += Math.abs(q[i] - sent[i]) + Math.abs(q[i + 1] - sent[i + 1]) + Math.abs(q[i + 2] - sent[i + 2]);
+        live.diff = diff / (W * H * 3);
+        live.frames++;
+        lat.push(ms);
+        if (lat.length > 30) lat.shift();
+        live.latency = lat.reduce((a, b) => a + b, 0) / lat.length;
+        $("latency").textContent = live.latency.toFixed(0);
+        tick(times);
+        send();
+      };
+      ws.onclose = () => {
+        if (id === loopId && !live.error) fail("The connection to the server closed; reload the page to dream again.");
+        live.running = false;
+      };
+    } catch (e) {
+      if (id === loopId) fail(e.message || String(e));
+    }
+  }
+
+  function setMode(m) {
+    stop();
+    live.mode = m;
+    live.frames = 0; live.fps = 0; live.latency = null; live.queued = null; live.diff = null;
+    $("fps").textContent = "–"; $("latency").textContent = "–";
+    $("filter-controls").hidden = m !== "filter";
+    $("dream-controls").hidden = m !== "dream";
+    $("latency-row").hidden = m !== "dream";
+    $("snapshot").disabled = true;
+    if (!$("panel-live").hidden) start();
   }
 
   // One frame: camera -> [1, 3, h, w] float (padded to the filter's size multiple) -> filter -> blend -> canvas.
@@ -147,13 +275,7 @@
       out.putImageData(outFrame, 0, 0);
       live.diff = diff / (W * H * 3); // mean |filtered - camera| in 0..255, for tests and curiosity
       live.frames++;
-      const now = performance.now();
-      times.push(now);
-      while (times.length && now - times[0] > 2000) times.shift();
-      if (times.length > 1) {
-        live.fps = (times.length - 1) / ((now - times[0]) / 1000);
-        $("fps").textContent = live.fps.toFixed(1);
-      }
+      tick(times);
       await new Promise((r) => requestAnimationFrame(r));
     }
   }
@@ -168,6 +290,7 @@
       a.click();
     }, "image/png");
   });
+  for (const r of document.querySelectorAll("input[name=live-mode]")) r.addEventListener("change", () => { if (r.checked) setMode(r.value); });
   document.addEventListener("fastdream:tab", (e) => { if (e.detail === "live") start(); else stop(); });
   if (!$("panel-live").hidden) start();
 })();
