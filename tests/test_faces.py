@@ -99,3 +99,15 @@ def test_face_objective_gradient_and_report(det):
     rows = face_report(x, [(92, 32, 134, 86), (150, 150, 210, 210)], detector=det)
     assert rows[0]["detected"] and rows[0]["iou"] > 0.6 and rows[0]["score"] > 0.99
     assert not rows[1]["detected"] and rows[1]["iou"] == 0.0
+
+
+def test_face_suppress_looks_outside_the_kept_boxes(det):
+    from fastdream.engine.faces import FaceSuppress
+
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    keep = (0.0, 0.0, 0.5, 0.5)
+    v = FaceSuppress([keep], detector=det)({}, Context((64, 64), image=x))
+    assert v.shape == (1,) and float(v.detach()) <= 0
+    v.sum().backward()
+    g = x.grad.abs().sum(1)[0]
+    assert g[40:, 40:].sum() > 0 and g[:20, :20].sum() < 0.2 * g.sum()

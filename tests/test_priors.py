@@ -221,3 +221,25 @@ def test_invert_and_visualize_take_priors():
     assert repr(p) == "BNPrior(0.002)" and visualize_priors([]) is None
     imgs, _ = optimize(bb, parse_targets(bb, (48, 48), ["goldfish"]), VisualizeConfig(size=(48, 48), steps=2, prior=p))
     assert imgs.shape == (1, 3, 48, 48) and torch.isfinite(imgs).all()
+
+
+def test_critic_trains_and_scores(tmp_path, monkeypatch):
+    from fastdream.engine.critic import CriticPrior, save_critic, train_critic
+
+    g = torch.Generator().manual_seed(0)
+    smooth = [torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8, generator=g), size=(48, 48), mode="bilinear")
+              for _ in range(3)]
+    noisy = [torch.rand(1, 3, 48, 48, generator=g) for _ in range(3)]
+    critic, stats = train_critic(smooth, noisy, steps=60, batch=8)
+    assert stats["accuracy"] > 0.9  # smooth against noise: an easy task
+    prior = CriticPrior(1.0, critic=critic)
+    p_smooth = float(prior.penalty({}, Context((48, 48), image=smooth[0])))
+    p_noisy = float(prior.penalty({}, Context((48, 48), image=noisy[0])))
+    assert p_smooth < p_noisy
+    path = tmp_path / "critic.pt"
+    save_critic(critic, path)
+    monkeypatch.setenv("FASTDREAM_CRITIC", str(path))
+    assert abs(float(CriticPrior(1.0).penalty({}, Context((48, 48), image=smooth[0]))) - p_smooth) < 1e-5
+    monkeypatch.delenv("FASTDREAM_CRITIC")
+    with pytest.raises(FastdreamError, match="no critic ships"):
+        CriticPrior(1.0)
