@@ -99,3 +99,16 @@ def test_prior_none_and_explicit(tmp_path, photo):
     assert r.returncode == 0, r.stderr
     params = json.loads(rep.read_text())["params"]
     assert params["priors"] == ["bn:2", "tv:1"] and "BNPrior(0.004)" in params["objective"]
+
+
+def test_visualize_samples_and_prior_in_report(tmp_path):
+    out, rep = tmp_path / "v.png", tmp_path / "v.json"
+    r = fd("visualize", "--class", "goldfish", "--samples", "2", "--diversity", "5", "--size", "32", "--steps", "2",
+           "-o", out, "--report", rep)
+    assert r.returncode == 0, r.stderr
+    params = json.loads(rep.read_text())["params"]
+    assert params["variants"] == 2 and params["diversity"] == 5 and params["prior"] == "BNPrior(0.002)"
+    r = fd("visualize", "--class", "goldfish", "--size", "32", "--steps", "1", "-o", out, "--report", rep,
+           "--prior", "none")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(rep.read_text())["params"]["prior"] == "none"
