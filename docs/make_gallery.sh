@@ -10,7 +10,7 @@ $FD dream examples/motorcycle.jpg -o "$tmp/eyes.png" --preset eyes --seed 1
 $FD dream examples/motorcycle.jpg -o "$tmp/guided.png" --guide examples/chelsea.jpg --guide-layer block10 \
   --steps 12 --step-size 0.015 --seed 1
 $FD dream examples/astronaut.jpg -o "$tmp/masked.png" --class "jellyfish@0.5,0,1,0.5" \
-  --class "golden retriever@0,0.55,0.5,1" --steps 16 --step-size 0.02 --sigma 0.5,1,2 --octave-scale 1.5 --seed 1
+  --class "golden retriever@0,0.55,0.5,1"   # the defaults: objects schedule, BN + TV priors (docs/priors.md)
 $FD sheet examples/chelsea.jpg -o "$tmp/sheet.png" --layers block3,block5,block7,block9,block11,block13 \
   --cell 200 --columns 3 --seed 1
 for f in "$tmp"/*.png; do

@@ -61,6 +61,10 @@ def dream(image: Any, objective: Objective | None = None, *, preset: str | None 
     from fastdream.engine.spec import build_objective
 
     dev = resolve_device(device)
+    if preset is None and objective is None and any("@" in str(c) for c in (classes or [])):
+        from fastdream.presets import OBJECTS_CONFIG
+
+        config = {**OBJECTS_CONFIG, **config}  # classes in boxes: the objects schedule, as on the command line
     cfg, _ = make_config(preset, **config)
     bb = get_backbone(backbone, dev)
     x, back = to_tensor(image)

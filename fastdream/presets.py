@@ -41,6 +41,9 @@ PRESETS: dict[str, dict] = {
 }
 
 DEFAULT_PRESET = "classic"
+# The schedule of objects in boxes (--class NAME@BOX, --face BOX) when no preset is named: smoothed
+# gradients and 20 steps per octave (chosen with the independent judge on the tuning cases of docs/priors.md).
+OBJECTS_CONFIG = {"sigma": (0.5, 1.0, 2.0), "steps": 20}
 
 # The one rule for a preset and objective flags, the same in dream, sheet, zoom, video, distill, the Python
 # API and the web page. Replacing (rather than adding) keeps a dream of `--class jellyfish` a dream of that

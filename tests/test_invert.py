@@ -119,7 +119,9 @@ def test_cli_layers_sheet_table_report(tmp_path, monkeypatch, capsys):
     assert rc == 0, err
     r = json.loads(rep.read_text())
     assert [row["layer"] for row in r["layers"]] == ["stem", "logits"]
-    assert all(set(row) == {"layer", "psnr", "ssim"} for row in r["layers"])
+    # PSNR, SSIM, the prior used, and the independent judge's distance (efficientnet-lite2 is a test extra)
+    assert all(set(row) == {"layer", "psnr", "ssim", "prior", "lite2_distance"} for row in r["layers"])
+    assert all(row["prior"] == "none" and row["lite2_distance"] > 0 for row in r["layers"])
     assert out.exists() and (tmp_path / "sheet.md").exists() and (tmp_path / "sheet.csv").exists()
     assert "| stem |" in (tmp_path / "sheet.md").read_text()
 

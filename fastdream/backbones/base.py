@@ -20,6 +20,20 @@ LOGITS = "logits"
 # Per-position class logits [B, K, h, w] where the classifier is a linear layer over globally averaged
 # features (then its mean over positions is the logits); other backbones give the logits [B, K].
 CLASS_MAP = "class_map"
+# The DeepInversion statistic [B]: at the input of every BatchNorm layer that ran, the distance of each
+# picture's per-channel mean and variance (over positions) to the layer's running statistics.
+BN_STATS = "bn_stats"
+
+
+def bn_statistic(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor) -> torch.Tensor:
+    """DeepInversion's BatchNorm statistic per picture (Yin et al., CVPR 2020): ``x`` ``[B, C, H, W]``, the
+    running statistics ``[C]``; returns ``[B]`` = ||mean(x) - running_mean||_2 + ||var(x) - running_var||_2,
+    the mean and (biased) variance taken over each picture's positions, in float32."""
+    x = x.float()
+    mean = x.mean(dim=(2, 3))                                     # [B, C]
+    var = (x - mean[:, :, None, None]).square().mean(dim=(2, 3))  # [B, C]
+    return (torch.linalg.vector_norm(mean - running_mean.float(), dim=1)
+            + torch.linalg.vector_norm(var - running_var.float(), dim=1))
 
 
 class _TapsComplete(Exception):
@@ -162,11 +176,14 @@ class Backbone(nn.Module):
                 cmap = torch.nn.functional.conv2d(inner[head], fc.weight[:, :, None, None], fc.bias)
             return {t: (cmap if t == CLASS_MAP else inner[t]) for t in requested}
         self._check_input(x)
-        canon = {t: self.resolve_tap(t) for t in requested}
+        want_bn = BN_STATS in requested
+        canon = {t: self.resolve_tap(t) for t in requested if t != BN_STATS}
         wanted = {c for c in canon.values() if c != LOGITS}
         captured: dict[str, torch.Tensor] = {}
-        stop_early = LOGITS not in canon.values()
+        # BN statistics alone: every BatchNorm layer, so the whole network runs
+        stop_early = LOGITS not in canon.values() and bool(wanted)
         handles = []
+        bn_terms: list[torch.Tensor] = []
 
         def make_hook(tap: str):
             def hook(_module, _inputs, output):
@@ -186,6 +203,14 @@ class Backbone(nn.Module):
             for tap in wanted:
                 module = self.model.get_submodule(self._taps[tap])
                 handles.append(module.register_forward_hook(make_hook(tap)))
+            if want_bn:
+                layers = self.batchnorm_layers()
+                if not layers:
+                    raise FastdreamError(f"{self.name} has no BatchNorm layers with running statistics (folded "
+                                         "into the convolutions?), so the BatchNorm prior cannot be used with it")
+                for bn in layers:
+                    handles.append(bn.register_forward_pre_hook(
+                        lambda m, inputs: bn_terms.append(bn_statistic(inputs[0], m.running_mean, m.running_var))))
             try:
                 with autocast(precision, x.device):
                     logits = self.model(self.normalize(x))
@@ -198,10 +223,19 @@ class Backbone(nn.Module):
         if missing:
             raise FastdreamError(f"layers {sorted(missing)} of {self.name} did not run in the forward pass")
         out = {}
-        for t, c in canon.items():
-            v = logits if c == LOGITS else captured[c]
-            out[t] = v.float() if v is not None and v.dtype != torch.float32 and v.is_floating_point() else v
+        for t in requested:
+            if t == BN_STATS:
+                out[t] = torch.stack(bn_terms).sum(0)
+            else:
+                v = logits if canon[t] == LOGITS else captured[canon[t]]
+                out[t] = v.float() if v is not None and v.dtype != torch.float32 and v.is_floating_point() else v
         return out
+
+    def batchnorm_layers(self) -> list[nn.Module]:
+        """The BatchNorm layers that carry running statistics, in definition order."""
+        return [m for m in self.model.modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None
+                and m.running_var is not None]
 
     META_PIXELS = 1024 * 1024
 

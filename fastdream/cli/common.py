@@ -104,6 +104,15 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str, own_default
                    help="amplify one unit (channel C at position Y, X of the layer's grid at the dream's size)")
     g.add_argument("--class", dest="classes", action="append", default=[], metavar="NAME|INDEX[*W][@REGION]",
                    help="raise an ImageNet class (e.g. jellyfish, 'tabby cat', 107)")
+    g.add_argument("--face", dest="faces", action="append", default=[], metavar="x0,y0,x1,y1",
+                   help="a face in this box (fractions or pixels), made for and checked by the MTCNN face "
+                        "detector; the report says whether its full cascade finds it (detected, iou, score)")
+    g.add_argument("--face-suppress", type=number(float, 0), default=0.0, metavar="W",
+                   help="with --face: also push the detector's face probability down outside the boxes (weight)")
+    g.add_argument("--prior", dest="priors", action="append", default=[], metavar="bn[:W]|tv[:W]|l2[:W]|none",
+                   help="natural-image priors beside class and face objectives (default bn + tv): bn = the "
+                        "backbone's BatchNorm statistics (DeepInversion), tv = total variation, l2 = pixel L2; "
+                        "W scales the default weight; none switches them off")
     g.add_argument("--guide", action="append", default=[], metavar="IMAGE[*W][@REGION]",
                    help="guide picture: make the dream's features resemble its features")
     g.add_argument("--guide-layer", action="append", default=[], metavar="NAME",
@@ -182,19 +191,30 @@ def dream_size(size, max_size):
 
 def dream_setup(args, size, device):
     """(backbone, objective, config, params) from parsed dream flags for a picture of ``size`` (H, W).
-    The objective follows presets.OBJECTIVE_RULE; ``params["objective"]`` is what runs."""
+    The objective follows presets.OBJECTIVE_RULE; ``params["objective"]`` is what runs. Objects in boxes
+    (``--class NAME@BOX``, ``--face``) get the objects schedule unless a preset is named."""
     from fastdream.api import get_backbone, make_config, preset_objective
-    from fastdream.engine.spec import build_objective, guide_objective
+    from fastdream.engine.spec import build_objective, guide_objective, parse_priors
     from fastdream.presets import DEFAULT_PRESET
 
     overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
     overrides["precision"] = resolve_precision(args, device)
     if args.sigma is not None:
         overrides["sigma"] = args.sigma if len(args.sigma) > 1 else args.sigma[0]
+    objects = args.preset is None and (getattr(args, "faces", None) or any("@" in c for c in args.classes))
+    if objects:
+        from fastdream.presets import OBJECTS_CONFIG
+
+        overrides = {**OBJECTS_CONFIG, **overrides}  # objects in boxes: their own schedule unless a preset is named
     cfg, _ = make_config(args.preset, **overrides)
     backbone = get_backbone(args.backbone, device)
+    priors = parse_priors(getattr(args, "priors", None))
+    if getattr(args, "face_suppress", 0.0) and not getattr(args, "faces", None):
+        raise FastdreamError("--face-suppress goes with --face")
     objective = build_objective(backbone, size, layers=args.layer, channels=args.channel, neurons=args.neuron,
-                                classes=args.classes, grid_size=dream_size(size, getattr(args, "max_size", None)))
+                                classes=args.classes, grid_size=dream_size(size, getattr(args, "max_size", None)),
+                                faces=getattr(args, "faces", ()), priors=priors,
+                                face_suppress=getattr(args, "face_suppress", 0.0), device=device)
     if args.guide:
         g = guide_objective(backbone, args.guide, args.guide_layer or ["block9"], args.guide_similarity,
                             args.guide_pixel_weight, device=device, size=size)
@@ -222,8 +242,9 @@ def dream_setup(args, size, device):
               "schedule still applies", file=sys.stderr)
     import dataclasses
 
-    params = {"preset": args.preset or DEFAULT_PRESET, "objective": repr(objective), **dataclasses.asdict(cfg),
-              "precision_requested": getattr(args, "precision", "auto"),
+    params = {"preset": args.preset or ("objects" if objects else DEFAULT_PRESET), "objective": repr(objective),
+              **dataclasses.asdict(cfg), "precision_requested": getattr(args, "precision", "auto"),
+              "priors": "default" if priors is None else [f"{p.kind}:{p.scale:g}" for p in priors] or "none",
               "max_size": args.max_size, "backbone": args.backbone or "efficientnet-lite0"}
     return backbone, objective, cfg, params
 

@@ -120,6 +120,17 @@ def dream_one(args, inp, out, device, desc, loaded, t0):
                                      consume=True)
     del x
     after = evaluator.evaluate(result)
+    extra = {}
+    if args.faces:  # what the full detection cascade finds on the output, box by box
+        from fastdream.engine.faces import face_report, found_faces
+        from fastdream.engine.spec import parse_region
+
+        boxes = []
+        for s in args.faces:
+            y0, x0, y1, x1 = parse_region(s, (H, W), "--face")["box"]
+            boxes.append((x0 * W, y0 * H, x1 * W, y1 * H))
+        extra["faces"] = face_report(result.cpu(), boxes)
+        extra["faces_found"] = found_faces(result.cpu())
     save_image(result.cpu(), out, meta, params=params, quality=args.quality)
     return dream_report((W, H), result, device, time.perf_counter() - t0, t.seconds, before, after, stats, params,
-                        input=str(inp), output=str(out))
+                        input=str(inp), output=str(out), **extra)

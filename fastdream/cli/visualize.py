@@ -32,10 +32,13 @@ def add_parser(sub):
                    help="picture size in pixels (square; with --from: the photo's long side), default 224")
     o.add_argument("--steps", type=number(int, 0, 100000), default=128, help="Adam steps (default 128)")
     o.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=0.05, help="learning rate (default 0.05)")
-    o.add_argument("--variants", type=number(int, 1, 64), default=1,
-                   help="N pictures of the same target, pushed apart by the diversity term")
+    o.add_argument("--samples", "--variants", dest="variants", type=number(int, 1, 64), default=1, metavar="N",
+                   help="N pictures of the same target at once, pushed apart by the diversity term")
     o.add_argument("--diversity", type=number(float, 0), default=20.0,
-                   help="weight of the diversity term with --variants (default 20)")
+                   help="weight of the diversity term with --samples (default 20)")
+    o.add_argument("--prior", dest="priors", action="append", default=[], metavar="bn[:W]|tv[:W]|l2[:W]|none",
+                   help="natural-image priors (default: bn, the backbone's BatchNorm statistics); W scales "
+                        "the default weight; none switches them off")
     o.add_argument("--from", dest="init", metavar="PHOTO", help="start from this photo instead of noise")
     o.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="same seed, same picture (default 0)")
     m = p.add_argument_group("backbone and output")
@@ -65,7 +68,9 @@ def run(args) -> int:
     from fastdream.featvis.api import fit_size, get_backbone
     from fastdream.metrics import psnr
     from fastdream.featvis.sheet import make_sheet, save_pil
-    from fastdream.featvis.visualize import VisualizeConfig, headline, measure, optimize, parse_targets
+    from fastdream.engine.spec import parse_priors
+    from fastdream.featvis.visualize import (VisualizeConfig, headline, measure, optimize, parse_targets,
+                                             visualize_priors)
     from fastdream.imageio import check_output_path, load_image, save_image
     from fastdream.report import peak_rss_mb, write_report
 
@@ -74,6 +79,7 @@ def run(args) -> int:
     check_report_path(args.report)
     if not (args.classes or args.channels or args.neurons):
         raise FastdreamError("nothing to visualize: give --class, --channel or --neuron")
+    parse_priors(args.priors)  # a bad --prior fails before any work
     device = resolve_device(args.device)
     precision = resolve_precision(args, device)
     x0 = None
@@ -84,15 +90,17 @@ def run(args) -> int:
         size = tuple(x0.shape[-2:])
     backbone = get_backbone(args.backbone, device)
     targets = parse_targets(backbone, size, args.classes, args.channels, args.neurons)
+    priors = visualize_priors(parse_priors(args.priors), device)
     cfg = VisualizeConfig(size=size, steps=args.steps, lr=args.lr, variants=args.variants,
-                          diversity=args.diversity, seed=args.seed, precision=precision)
+                          diversity=args.diversity, seed=args.seed, precision=precision, prior=priors)
     cfg.validate()
     with progress_bar(cfg.steps, "visualize") as update:
         images, stats = optimize(backbone, targets, cfg, init=x0, progress=update, device=device)
     figs = measure(backbone, targets, images)
     params = {"command": "visualize", "targets": [t.label for t in targets], "size": [size[1], size[0]],
               "steps": cfg.steps, "lr": cfg.lr, "variants": cfg.variants, "diversity": cfg.diversity,
-              "seed": cfg.seed, "precision": precision, "from": args.init, "backbone": args.backbone or "efficientnet-lite0"}
+              "seed": cfg.seed, "precision": precision, "from": args.init, "backbone": args.backbone or "efficientnet-lite0",
+              "prior": repr(priors) if priors is not None else "none"}
     if cfg.variants == 1:
         save_image(images.cpu(), out, params=params, quality=args.quality)
     else:

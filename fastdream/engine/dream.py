@@ -53,6 +53,11 @@ class DreamConfig:
     finish_steps: int | None = None   # with max_size (api.dream_tensor): steps at full size after the detail
     #                                   is added back; None: half the steps per octave (rounded up); 0: none
     precision: str = "auto"           # the backbone's: auto | fp32 | bf16 | fp16 (see fastdream.precision)
+    # colour-decorrelated steps: the gradient's colour is mapped through the photos' colour covariance
+    # (featvis.param.COLOR_MATRIX M: M M^T g), so steps change brightness and natural hues rather than
+    # single channels (no rainbow noise). None: on where an objective draws objects in a zoomed view
+    # (BoxView, Face), off otherwise (the classic DeepDream look).
+    decorrelate: bool | None = None
 
     def validate(self) -> None:
         def bad(msg):
@@ -113,6 +118,21 @@ class DreamStats:
     precision: str = "fp32"           # the backbone's precision actually used
 
 
+def colour_preconditioner() -> torch.Tensor:
+    """``M M^T`` ``[3, 3]`` for the photos' colour matrix M (featvis.param), scaled so its largest column
+    has norm 1: maps a gradient's colour onto the directions along which photos vary."""
+    from fastdream.featvis.param import COLOR_MATRIX
+
+    p = COLOR_MATRIX @ COLOR_MATRIX.T
+    return p / p.norm(dim=0).max()
+
+
+def decorrelate_gradient(grad: torch.Tensor) -> torch.Tensor:
+    """``grad`` ``[B, 3, H, W]`` with its colour preconditioned (see ``colour_preconditioner``)."""
+    p = colour_preconditioner().to(grad.device, grad.dtype)
+    return torch.einsum("ij,bjhw->bihw", p, grad).contiguous()
+
+
 def octave_sizes(h: int, w: int, octaves: int, scale: float, min_size: int) -> list[tuple[int, int]]:
     """Sizes from the finest (the picture) to the coarsest octave."""
     sizes = [(h, w)]
@@ -133,40 +153,57 @@ class Dreamer:
         self.config = config or DreamConfig()
         self.config.validate()
         self.taps = sorted(objective.taps())
+        dec = self.config.decorrelate
+        if dec is None:
+            dec = any(getattr(o, "whole_picture", False) for _, o in self._terms())
+        self.decorrelate = bool(dec)
         from fastdream.precision import resolve_precision
 
         self.precision = resolve_precision(self.config.precision, backbone.mean.device)
 
     # -- objective and gradient -----------------------------------------------------------------
-    def _value_and_grad(self, x: torch.Tensor, ctx: Context):
+    def _terms(self, whole_picture: bool | None = None):
+        """The objective's weighted terms; ``whole_picture`` True/False: only the terms that need (do not
+        need) the whole picture at once (``BoxView``: a zoomed view of a region), None: all."""
+        from fastdream.engine.objectives import Sum
+
+        terms = self.objective.terms if isinstance(self.objective, Sum) else [(1.0, self.objective)]
+        if whole_picture is None:
+            return terms
+        return [(w, o) for w, o in terms if bool(getattr(o, "whole_picture", False)) == whole_picture]
+
+    def _value_and_grad(self, x: torch.Tensor, ctx: Context, terms=None):
         """(objective value summed over the batch, its gradient w.r.t. ``x``). A term restricted to a
         region changes only the pixels of that region: its gradient is computed on its own and masked in
         picture space too (the activations' receptive fields reach far beyond the region)."""
-        from fastdream.engine.objectives import Masked, Sum
-
-        terms = self.objective.terms if isinstance(self.objective, Sum) else [(1.0, self.objective)]
-        if not any(isinstance(o, Masked) for _, o in terms):
-            value = self._forward(x, ctx).sum()
-            (g,) = torch.autograd.grad(value, x)
-            return value, g
+        terms = self._terms() if terms is None else terms
+        ctx.backbone = self.backbone
+        regional = [hasattr(o, "pixel_mask") for _, o in terms]
         xin = x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
         ctx.image = x
-        acts = self.backbone.forward_taps(xin, self.taps, self.precision) if self.taps else {}
+        taps = sorted(set().union(*(o.taps() for _, o in terms))) if terms else []
+        acts = self.backbone.forward_taps(xin, taps, self.precision) if taps else {}
+        if not any(regional):
+            value = sum((w * o(acts, ctx)).sum() for w, o in terms)
+            (g,) = torch.autograd.grad(value, x)
+            return value, g
         total, grad = 0.0, torch.zeros_like(x)
-        for i, (w, o) in enumerate(terms):
+        for i, ((w, o), masked) in enumerate(zip(terms, regional)):
             v = (w * o(acts, ctx)).sum()
             (g,) = torch.autograd.grad(v, x, retain_graph=i < len(terms) - 1, allow_unused=True)
             if g is not None:
-                grad += g * o.pixel_mask(ctx, x.device) if isinstance(o, Masked) else g
+                grad += g * o.pixel_mask(ctx, x.device) if masked else g
             total = total + v.detach()
         return total, grad
 
-    def _forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, ctx: Context, terms=None) -> torch.Tensor:
         """Objective values ``[B]`` of the network input ``x`` (the rolled picture or a tile)."""
+        terms = self._terms() if terms is None else terms
         xin = x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
-        ctx.image = x
-        acts = self.backbone.forward_taps(xin, self.taps, self.precision) if self.taps else {}
-        return self.objective(acts, ctx)
+        ctx.image, ctx.backbone = x, self.backbone
+        taps = sorted(set().union(*(o.taps() for _, o in terms))) if terms else []
+        acts = self.backbone.forward_taps(xin, taps, self.precision) if taps else {}
+        return sum(w * o(acts, ctx) for w, o in terms)
 
     def _layout(self, h: int, w: int, offset=(0, 0)):
         cfg = self.config
@@ -179,28 +216,38 @@ class Dreamer:
             return ops.tile_layout(h, w, tile, min(cfg.tile_overlap, min(tile) - 1), offset=offset)
         return ops.tile_layout(h, w, tile, min(cfg.tile_overlap, tile - 1), offset=offset)
 
-    def gradient(self, img: torch.Tensor, shift=(0, 0), tile_offset=(0, 0), grad_out=None):
+    def gradient(self, img: torch.Tensor, shift=(0, 0), tile_offset=(0, 0), grad_out=None, generator=None):
         """Gradient of the objective w.r.t. ``torch.roll(img, shift)`` (what dream_step expects), and
         the objective value (mean over tiles) as a 0-d tensor on the picture's device: reading it is
-        the caller's choice, so a step does not wait for the device. ``img``: ``[1, 3, H, W]``."""
+        the caller's choice, so a step does not wait for the device. ``img``: ``[1, 3, H, W]``.
+        ``generator``: the random draws of terms that augment what they see (``BoxView``)."""
         H, W = img.shape[-2:]
         rolled = torch.roll(img, shifts=shift, dims=(2, 3)) if shift != (0, 0) else img
         layout = self._layout(H, W, tile_offset)
         if layout is None:
             x = rolled.detach().requires_grad_(True)
-            value, g = self._value_and_grad(x, Context((H, W), shift))
+            value, g = self._value_and_grad(x, Context((H, W), shift, generator=generator))
             return g.contiguous(), value.detach()  # channels-last backbones give NHWC gradients
         grad = grad_out if grad_out is not None else torch.empty_like(img)
         grad.zero_()
         total = torch.zeros((), device=img.device)
-        for n in range(len(layout)):
+        tiled = self._terms(whole_picture=False)
+        for n in range(len(layout)) if tiled else ():
             tile = ops.extract_tiles(rolled, layout, start=n, count=1)[0]  # [1, 3, th, tw]
             ty, tx = layout.ys[n // len(layout.xs)], layout.xs[n % len(layout.xs)]
             x = tile.requires_grad_(True)
-            value, g = self._value_and_grad(x, Context((H, W), shift, (ty, tx, layout.tile_h, layout.tile_w)))
+            value, g = self._value_and_grad(x, Context((H, W), shift, (ty, tx, layout.tile_h, layout.tile_w),
+                                                       generator=generator), tiled)
             ops.accumulate_tiles(g.contiguous()[None], layout, grad, start=n)
             total += value.detach()
-        return grad, total / len(layout)
+        total = total / len(layout)
+        whole = self._terms(whole_picture=True)
+        if whole:  # terms that see a zoomed view of a region: once, on the whole picture
+            x = rolled.detach().requires_grad_(True)
+            value, g = self._value_and_grad(x, Context((H, W), shift, generator=generator), whole)
+            grad += g
+            total = total + value.detach()
+        return grad, total
 
     @torch.no_grad()
     def evaluate(self, img: torch.Tensor) -> float:
@@ -219,11 +266,16 @@ class Dreamer:
         if layout is None:
             return float(self._forward(img, Context((H, W))).sum())
         total = 0.0
-        for n in range(len(layout)):
+        tiled, whole = self._terms(whole_picture=False), self._terms(whole_picture=True)
+        for n in range(len(layout)) if tiled else ():
             tile = ops.extract_tiles(img, layout, start=n, count=1)[0]
             ty, tx = layout.ys[n // len(layout.xs)], layout.xs[n % len(layout.xs)]
-            total += float(self._forward(tile, Context((H, W), (0, 0), (ty, tx, layout.tile_h, layout.tile_w))).sum())
-        return total / len(layout)
+            total += float(self._forward(tile, Context((H, W), (0, 0), (ty, tx, layout.tile_h, layout.tile_w)),
+                                         tiled).sum())
+        total /= len(layout)
+        if whole:
+            total += float(self._forward(img, Context((H, W)), whole).sum())
+        return total
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, image: torch.Tensor, progress: Callable[[int, int], None] | None = None,
@@ -247,6 +299,8 @@ class Dreamer:
             start = original
         stats = DreamStats(precision=self.precision)
         rounds = cfg.recursions + 1
+        terms = self._terms()
+        regional = cfg.init == "image" and bool(terms) and all(hasattr(o, "pixel_mask") for _, o in terms)
         sizes = octave_sizes(*original.shape[-2:], cfg.octaves, cfg.octave_scale, cfg.min_octave_size)
         total = rounds * len(sizes) * cfg.steps
         done = 0
@@ -258,8 +312,16 @@ class Dreamer:
                                      mode="bicubic", antialias=True)
                 current = ops.resample(small, (h, w), mode="bicubic").clamp_(0, 1)
                 current.mul_(1 - cfg.recursion_blend).add_(original, alpha=cfg.recursion_blend)
-            own = consume and rounds == 1 and cfg.init == "image" and current.data_ptr() == image.data_ptr()
+            own = (consume and rounds == 1 and cfg.init == "image" and current.data_ptr() == image.data_ptr()
+                   and not regional)
             current, done = self._octaves(current, sizes, gen, stats, progress, on_octave, done, total, own)
+        if regional:
+            # every term is regional: outside the regions the picture stays exactly as it was (the
+            # octaves' upsampling would otherwise carry a pixel of detail across the edges)
+            H, W = original.shape[-2:]
+            region = torch.stack([o.pixel_mask(Context((H, W)), current.device) for _, o in terms]).amax(0)
+            base = original.to(current.device)
+            current = base + (current - base) * region
         return current, stats
 
     def _octaves(self, picture, sizes, gen, stats, progress, on_octave, done, total, own=False):
@@ -287,11 +349,13 @@ class Dreamer:
                 else:
                     dy, dx = 0, 0
                 to = tuple(int(v) for v in torch.randint(0, 1 << 16, (2,), generator=gen))
-                grad, _ = self.gradient(img, (dy, dx), to, grad_out=grad_buf)
+                grad, _ = self.gradient(img, (dy, dx), to, grad_out=grad_buf, generator=gen)
                 layout = self._layout(H, W, to)
                 stats.tiles_per_step.append(1 if layout is None else len(layout))
                 if grad.shape == img.shape and grad_buf is None and self._layout(H, W) is not None:
                     grad_buf = grad
+                if self.decorrelate:
+                    grad = decorrelate_gradient(grad)
                 norms.append(ops.dream_step(img, grad, step_size=cfg.step_size, sigma=cfg.sigmas() or None,
                                             kernel_size=cfg.smooth_kernel, norm=cfg.norm, lower=cfg.lower,
                                             upper=cfg.upper, shift=(dy, dx)))

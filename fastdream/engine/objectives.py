@@ -38,6 +38,7 @@ class Context:
     window: tuple[int, int, int, int] | None = None
     image: torch.Tensor | None = None   # the network's input for this pass, [B, 3, h, w]
     backbone: object | None = None
+    generator: torch.Generator | None = None  # random draws of view augmentations (None: no augmentation)
 
     def win(self) -> tuple[int, int, int, int]:
         return self.window if self.window is not None else (0, 0, self.full_size[0], self.full_size[1])
@@ -217,9 +218,12 @@ class Neuron(Objective):
 class ClassLogit(Spatial):
     """A class logit, by index or by ImageNet class name (``ClassLogit("jellyfish")``). On backbones that can score every position (the default backbone's
     head is a 1x1 conv + global average pool + linear layer, so the logit is the mean of per-position
-    logits), it is spatial and can be masked to a region; otherwise it uses the ``logits`` tap."""
+    logits), it is spatial and can be masked to a region; otherwise it uses the ``logits`` tap.
 
-    def __init__(self, index: int | str, name: str | None = None):
+    ``log_prob=True``: the log-probability (log-softmax of the logits, averaged over the positions or
+    the region) instead of the logit, so that the class also has to win over every other class."""
+
+    def __init__(self, index: int | str, name: str | None = None, log_prob: bool = False):
         if isinstance(index, str) and not index.strip().isdigit():  # a name, as the command line takes
             from fastdream.backbones.classes import imagenet_classes
 
@@ -231,7 +235,7 @@ class ClassLogit(Spatial):
             index, name = i, name or imagenet_classes()[i]
         elif isinstance(index, bool) or not isinstance(index, (int, str)) and not hasattr(index, "__index__"):
             raise FastdreamError(f"ClassLogit: expected a class index or an ImageNet class name, got {index!r}")
-        self.index, self.name = int(index), name
+        self.index, self.name, self.log_prob = int(index), name, bool(log_prob)
         self.layer = "logits"
 
     def taps(self):
@@ -243,10 +247,16 @@ class ClassLogit(Spatial):
         return act[:, self.index]
 
     def __call__(self, acts, ctx, mask=None):
-        return Spatial.__call__(self, {"logits": acts["class_map"]}, ctx, mask)
+        if not self.log_prob:
+            return Spatial.__call__(self, {"logits": acts["class_map"]}, ctx, mask)
+        a = acts["class_map"]
+        if a.dim() == 4:
+            a = (a * mask[:, None]).mean((2, 3)) / mask.mean().clamp_min(1e-8) if mask is not None else a.mean((2, 3))
+        return a.log_softmax(1)[:, self.index]
 
     def __repr__(self):
-        return f"ClassLogit({self.index}{', ' + repr(self.name) if self.name else ''})"
+        extra = (f", {self.name!r}" if self.name else "") + (", log_prob=True" if self.log_prob else "")
+        return f"ClassLogit({self.index}{extra})"
 
 
 class Guide(Spatial):
@@ -372,3 +382,248 @@ class Masked(Objective):
 
 def collect_taps(obj: Objective) -> list[str]:
     return sorted(obj.taps())
+
+
+# -- image priors ------------------------------------------------------------------------------------
+
+
+def tv_penalty(x: torch.Tensor, beta: float = 2.0, seam: tuple[int, int] | None = None) -> torch.Tensor:
+    """Mean total variation ``((dx)^2 + (dy)^2)^(beta/2)`` of ``x`` ``[B, 3, H, W]`` (per picture ``[B]``).
+
+    ``seam`` (row, column): where a rolled picture's wrap-around lies (the first row and column of the
+    picture before the roll); differences across it are left out, so the prior does not pull the
+    picture's opposite borders together."""
+    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
+    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
+    d2 = dx * dx + dy * dy                                # [B, 3, H-1, W-1]
+    v = d2 if beta == 2.0 else (d2 + 1e-8).pow(beta / 2)
+    if seam is not None:
+        keep = torch.ones(v.shape[-2:], dtype=v.dtype, device=v.device)
+        r, c = seam
+        if 1 <= r < x.shape[-2]:
+            keep[r - 1, :] = 0
+        if 1 <= c < x.shape[-1]:
+            keep[:, c - 1] = 0
+        v = v * keep
+    return v.flatten(1).mean(1)
+
+
+def alpha_penalty(x: torch.Tensor, alpha: float = 6.0) -> torch.Tensor:
+    """Mean ``|2x - 1|^alpha`` of ``x`` ``[B, 3, H, W]`` in [0, 1] (per picture ``[B]``): with alpha = 2 the
+    L2 prior, with a large alpha a soft bound on the pixel range."""
+    return (2 * x - 1).abs().pow(alpha).flatten(1).mean(1)
+
+
+class Prior(Objective):
+    """A natural-image prior: a penalty ``[B]`` subtracted from the objective, ``weight`` times."""
+
+    def __init__(self, weight: float = 1.0):
+        weight = float(weight)
+        if not (math.isfinite(weight) and weight >= 0):
+            raise FastdreamError(f"{type(self).__name__} weight must be a number >= 0, got {weight!r}")
+        self.weight = weight
+
+    def taps(self):
+        return set()
+
+    def penalty(self, acts, ctx) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, acts, ctx):
+        return -self.weight * self.penalty(acts, ctx)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.weight:g})"
+
+
+class BNPrior(Prior):
+    """The BatchNorm-statistics prior of DeepInversion (Yin et al., CVPR 2020): at the input of every
+    BatchNorm layer the network ran, the picture's per-channel mean and variance are pulled towards the
+    layer's running statistics (what the training photos gave), ``sum_l ||mu_l - mu_run|| + ||var_l -
+    var_run||``. Needs a backbone whose BatchNorm layers are not folded into the convolutions."""
+
+    def taps(self):
+        return {"bn_stats"}
+
+    def penalty(self, acts, ctx):
+        return acts["bn_stats"]
+
+
+class TVPrior(Prior):
+    """Total variation (``beta`` = 2: squared differences of neighbouring pixels): smooth regions."""
+
+    def __init__(self, weight: float = 1.0, beta: float = 2.0):
+        super().__init__(weight)
+        self.beta = float(beta)
+
+    def penalty(self, acts, ctx):
+        seam = None
+        if ctx.shift != (0, 0):
+            H, W = ctx.full_size
+            y0, x0, _, _ = ctx.win()
+            seam = ((ctx.shift[0] - y0) % H, (ctx.shift[1] - x0) % W)
+        return tv_penalty(ctx.image, self.beta, seam)
+
+
+class L2Prior(Prior):
+    """The L2 image prior: mean of ``(2x - 1)^2``, pixels kept from the extremes of [0, 1]."""
+
+    def penalty(self, acts, ctx):
+        return alpha_penalty(ctx.image, 2.0)
+
+
+# -- objects in boxes ---------------------------------------------------------------------------------
+
+
+def _feathered_box(H: int, W: int, box, inward: bool = True) -> torch.Tensor:
+    """A box ``(y0, x0, y1, x1)`` as fractions -> a mask ``[H, W]``: 1 inside, a linear ramp of about 3 %
+    of the picture inside its edges (nothing outside changes), at least one pixel."""
+    y0, x0, y1, x1 = box
+    r0, r1 = int(round(y0 * H)), max(int(round(y1 * H)), int(round(y0 * H)) + 1)
+    c0, c1 = int(round(x0 * W)), max(int(round(x1 * W)), int(round(x0 * W)) + 1)
+    ramp = max(1.0, 0.03 * min(H, W))
+    ys = torch.arange(H, dtype=torch.float32) + 0.5
+    xs = torch.arange(W, dtype=torch.float32) + 0.5
+    # distance inside the edges, in pixels, less one pixel: the octaves' upsampling of the detail
+    # spreads it by about a pixel, which then still falls inside the box
+    dy = torch.minimum(ys - r0, r1 - ys) - 1.0
+    dx = torch.minimum(xs - c0, c1 - xs) - 1.0
+    my = (dy / ramp).clamp(0, 1)
+    mx = (dx / ramp).clamp(0, 1)
+    return my[:, None] * mx[None, :]
+
+
+class BoxView(Objective):
+    """An objective evaluated on a zoomed view of one region of the picture: the region (a box, or the
+    bounding box of a mask) is cut out, resized so that it holds about ``size * size`` pixels (its aspect
+    kept) and, while dreaming, moved by a random fraction ``jitter`` of its size, scaled by a random
+    factor in ``scale`` and mirrored at random (transformation robustness); the backbone sees only
+    this view, and the gradient reaches only the region's pixels (``pixel_mask``: feathered inwards).
+
+    The network then sees the object at the scale it was trained on whatever the box's size, the
+    rest of the picture stays as it was, and priors inside ``inner`` (``BNPrior``...) judge the view.
+
+    >>> obj = BoxView(ClassLogit(107) + BNPrior(0.01), box=(0.1, 0.5, 0.6, 0.95))   # (y0, x0, y1, x1)
+    """
+
+    whole_picture = True  # needs the whole picture, not one tile
+
+    def __init__(self, inner: Objective, box=None, mask=None, *, size: int = 224, jitter: float = 0.06,
+                 scale: tuple[float, float] = (0.9, 1.1), flip: bool = True, views: int = 1):
+        if (mask is None) == (box is None):
+            raise FastdreamError("BoxView takes a mask or a box, not both or neither")
+        self.mask = None
+        if mask is not None:
+            self.mask = torch.as_tensor(mask, dtype=torch.float32).squeeze()
+            if self.mask.dim() != 2:
+                raise FastdreamError(f"a mask must be a 2-d picture, got shape {tuple(self.mask.shape)}")
+            inside = (self.mask > 0.5).nonzero()
+            if inside.numel() == 0:
+                raise FastdreamError("the mask is empty (no pixel above 0.5)")
+            h, w = self.mask.shape
+            box = (float(inside[:, 0].min()) / h, float(inside[:, 1].min()) / w,
+                   float(inside[:, 0].max() + 1) / h, float(inside[:, 1].max() + 1) / w)
+        y0, x0, y1, x1 = (float(v) for v in box)
+        if not (0 <= y0 < y1 <= 1 and 0 <= x0 < x1 <= 1):
+            raise FastdreamError(f"box {box} must be fractions 0 <= y0 < y1 <= 1, 0 <= x0 < x1 <= 1")
+        if not 16 <= int(size) <= 4096 or int(views) < 1:
+            raise FastdreamError(f"BoxView needs size 16..4096 and views >= 1, got {size}, {views}")
+        self.inner, self.box = inner, (y0, x0, y1, x1)
+        self.size, self.jitter, self.scale, self.flip, self.views = int(size), float(jitter), tuple(scale), flip, int(views)
+        self._cache: dict = {}
+
+    def taps(self):
+        return set()  # the view has its own forward pass
+
+    def _full_mask(self, H, W, device):
+        key = (H, W, str(device))
+        if key not in self._cache:
+            if self.mask is None:
+                m = _feathered_box(H, W, self.box)
+            else:
+                m = F.interpolate(self.mask[None, None], size=(H, W), mode="bilinear",
+                                  align_corners=False)[0, 0].clamp(0, 1)
+            self._cache = {key: m.to(device)}
+        return self._cache[key]
+
+    def pixel_mask(self, ctx: Context, device) -> torch.Tensor:
+        """Where the gradient may change the network input (rolled by the jitter): ``[h, w]``."""
+        H, W = ctx.full_size
+        m = self._full_mask(H, W, device)
+        return torch.roll(m, shifts=ctx.shift, dims=(0, 1)) if ctx.shift != (0, 0) else m
+
+    def view_size(self, H: int, W: int) -> tuple[int, int]:
+        y0, x0, y1, x1 = self.box
+        bh, bw = (y1 - y0) * H, (x1 - x0) * W
+        s = self.size / math.sqrt(bh * bw)
+        return max(16, round(bh * s)), max(16, round(bw * s))
+
+    def view(self, picture: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The view(s) ``[views * B, 3, vh, vw]`` of ``picture`` ``[B, 3, H, W]`` (unrolled); random
+        moves, scales and mirrors from ``generator`` (None: the box as it is)."""
+        H, W = picture.shape[-2:]
+        n = self.views if generator is not None else 1
+        views, _ = sample_views(picture, self.box, self.view_size(H, W), n, generator, self.jitter, self.scale,
+                                self.flip)
+        return views
+
+    def __call__(self, acts, ctx):
+        if ctx.window is not None and tuple(ctx.window[2:]) != tuple(ctx.full_size):
+            raise FastdreamError("BoxView needs the whole picture, not one tile")
+        if ctx.backbone is None:
+            raise FastdreamError("BoxView needs the backbone in its context")
+        x = ctx.image
+        picture = torch.roll(x, shifts=(-ctx.shift[0], -ctx.shift[1]), dims=(2, 3)) if ctx.shift != (0, 0) else x
+        v = self.view(picture, ctx.generator)
+        taps = sorted(self.inner.taps())
+        vacts = ctx.backbone.forward_taps(v, taps) if taps else {}
+        vctx = Context(full_size=tuple(v.shape[-2:]), image=v, backbone=ctx.backbone)
+        vals = self.inner(vacts, vctx)                                                # [B * n]
+        return vals.view(-1, x.shape[0]).mean(0)
+
+    def __repr__(self):
+        return f"BoxView({self.inner!r}, box={tuple(round(b, 4) for b in self.box)})"
+
+
+def sample_views(picture: torch.Tensor, box, out_hw: tuple[int, int], n: int = 1,
+                 generator: torch.Generator | None = None, jitter: float = 0.0,
+                 scale: tuple[float, float] = (1.0, 1.0), flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Views of one region of ``picture`` ``[B, 3, H, W]``: the box ``(y0, x0, y1, x1)`` (fractions),
+    moved by up to ``jitter`` of its size, its size divided by a factor drawn from ``scale`` (> 1
+    zooms in), mirrored at random when ``flip``, resampled to ``out_hw`` (bilinear, the picture shrunk
+    with antialiasing first where the view is much smaller than the box; borders reflected).
+
+    Returns the views ``[n * B, 3, oh, ow]`` (view i of picture b at ``i * B + b``) and the window each
+    view shows, ``[n, 4]`` (x0, y0, x1, y1) in picture pixels. Without a generator: the box itself."""
+    B, _, H, W = picture.shape
+    y0, x0, y1, x1 = box
+    oh, ow = out_hw
+    # the box's centre and half sizes in normalized [-1, 1] picture coordinates
+    cy, cx = (y0 + y1) - 1.0, (x0 + x1) - 1.0
+    hy, hx = (y1 - y0), (x1 - x0)
+    if generator is not None:
+        r = torch.rand(n, 4, generator=generator, dtype=torch.float64)
+        s = scale[0] + (scale[1] - scale[0]) * r[:, 0]
+        ty = (2 * r[:, 1] - 1) * jitter * 2 * hy
+        tx = (2 * r[:, 2] - 1) * jitter * 2 * hx
+        fl = torch.where((r[:, 3] < 0.5) & flip, -1.0, 1.0).to(torch.float64)
+    else:
+        s = torch.ones(n, dtype=torch.float64)
+        ty = tx = torch.zeros(n, dtype=torch.float64)
+        fl = torch.ones(n, dtype=torch.float64)
+    shrink = min(1.0, 1.5 * oh / (hy * H), 1.5 * ow / (hx * W))
+    src = picture
+    if shrink < 0.999:
+        src = F.interpolate(picture, size=(max(2, round(H * shrink)), max(2, round(W * shrink))),
+                            mode="bilinear", antialias=True, align_corners=False)
+    theta = torch.zeros(n, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0] = hx / s * fl   # the view's [-1, 1] spans the box's half size hx (normalized)
+    theta[:, 0, 2] = cx + tx
+    theta[:, 1, 1] = hy / s
+    theta[:, 1, 2] = cy + ty
+    grid = F.affine_grid(theta.to(src.device, src.dtype), [n, 3, oh, ow], align_corners=False)  # [n, oh, ow, 2]
+    views = F.grid_sample(src.repeat(n, 1, 1, 1), grid.repeat_interleave(B, 0), mode="bilinear",
+                          padding_mode="reflection", align_corners=False)
+    windows = torch.stack([(cx + tx - hx / s + 1) / 2 * W, (cy + ty - hy / s + 1) / 2 * H,
+                           (cx + tx + hx / s + 1) / 2 * W, (cy + ty + hy / s + 1) / 2 * H], 1)
+    return views, windows.float()

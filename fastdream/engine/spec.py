@@ -4,21 +4,25 @@
 ``--channel LAYER:C[,C...][*WEIGHT][@REGION]`` e.g. ``block10:17,42``
 ``--neuron LAYER:C:Y:X[*WEIGHT]``               e.g. ``block12:5:3:4``
 ``--class NAME|INDEX[*WEIGHT][@REGION]``       e.g. ``jellyfish@0.1,0.1,0.5,0.6``
+``--face x0,y0,x1,y1``                         a face in the box (MTCNN)
+``--prior bn[:W]|tv[:W]|l2[:W]|none``          natural-image priors (several add up)
 ``REGION`` is a box ``x0,y0,x1,y1`` (fractions of the picture when all are <= 1, else pixels) or the
 path of a mask picture (white = inside).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
 
 import torch
 
-from fastdream.engine.objectives import Channel, ClassLogit, Layer, Neuron, Objective
+from fastdream.engine.objectives import BNPrior, BoxView, Channel, ClassLogit, L2Prior, Layer, Neuron, Objective, TVPrior
 from fastdream.errors import FastdreamError
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+MIN_BOX_PIXELS = 4
 
 
 def split_weight_region(spec: str, flag: str) -> tuple[str, float, str | None]:
@@ -76,7 +80,11 @@ def parse_region(region: str, size: tuple[int, int], flag: str):
         if max(x0, y0, x1, y1) > 1.0:  # pixels
             x0, x1, y0, y1 = x0 / W, x1 / W, y0 / H, y1 / H
         if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
-            raise FastdreamError(f"{flag} region {region!r}: a box is x0,y0,x1,y1 inside the picture with x0<x1, y0<y1")
+            raise FastdreamError(f"{flag} region {region!r}: a box is x0,y0,x1,y1 inside the picture "
+                                 f"({W}x{H}) with x0<x1, y0<y1")
+        if (x1 - x0) * W < MIN_BOX_PIXELS or (y1 - y0) * H < MIN_BOX_PIXELS:
+            raise FastdreamError(f"{flag} region {region!r}: the box is {(x1 - x0) * W:.1f}x{(y1 - y0) * H:.1f} "
+                                 f"pixels of the {W}x{H} picture; it needs at least {MIN_BOX_PIXELS} on each side")
         return {"box": (y0, x0, y1, x1)}
     if os.path.exists(region):
         from fastdream.imageio import load_image
@@ -101,14 +109,95 @@ def _int(v: str, what: str, flag: str) -> int:
         raise FastdreamError(f"{flag}: {what} must be a whole number, got {v!r}") from None
 
 
+# -- priors ----------------------------------------------------------------------------------------
+
+PRIOR_KINDS = ("bn", "tv", "l2", "critic")
+# The weights that the default priors have in a dream, for the value scale of each kind of objective
+# they sit beside (chosen by measuring with the independent judge; docs/priors.md). ``--prior KIND:W``
+# multiplies them by W.
+DREAM_PRIOR_WEIGHTS = {"bn": 0.002, "tv": 200.0, "l2": 1.0, "critic": 1.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorSpec:
+    """One ``--prior KIND[:W]``: the kind and a factor on the command's default weight of that kind."""
+
+    kind: str
+    scale: float = 1.0
+
+
+def parse_priors(specs, flag: str = "--prior") -> list[PriorSpec] | None:
+    """``["bn", "tv:0.5"]`` -> PriorSpecs; ``["none"]`` -> [] (no prior); None or [] -> None (the
+    command's default)."""
+    if not specs:
+        return None
+    out: list[PriorSpec] = []
+    for s in specs:
+        kind, _, w = str(s).partition(":")
+        kind = kind.strip().lower()
+        if kind == "none":
+            if w or len(specs) > 1:
+                raise FastdreamError(f"{flag} none: switches every prior off, so it goes alone and takes no weight")
+            return []
+        if kind not in PRIOR_KINDS:
+            from fastdream.errors import suggest
+
+            raise FastdreamError(f"{flag} {s!r}: " + suggest(kind, [*PRIOR_KINDS, "none"], "prior"))
+        scale = 1.0
+        if w:
+            try:
+                scale = float(w)
+            except ValueError:
+                raise FastdreamError(f"{flag} {s!r}: the weight after ':' must be a number, got {w!r}") from None
+            if not (math.isfinite(scale) and scale >= 0):
+                raise FastdreamError(f"{flag} {s!r}: the weight must be a finite number >= 0, got {w!r}")
+        out.append(PriorSpec(kind, scale))
+    return out
+
+
+def make_priors(specs: list[PriorSpec], weights: dict[str, float] = DREAM_PRIOR_WEIGHTS, device="cpu"):
+    """The prior objectives of ``specs`` (their sum, or None when there are none)."""
+    terms = []
+    for p in specs:
+        w = weights[p.kind] * p.scale
+        if w == 0:
+            continue
+        if p.kind == "bn":
+            terms.append(BNPrior(w))
+        elif p.kind == "tv":
+            terms.append(TVPrior(w))
+        elif p.kind == "l2":
+            terms.append(L2Prior(w))
+        else:
+            from fastdream.engine.critic import CriticPrior
+
+            terms.append(CriticPrior(w, device=device))
+    if not terms:
+        return None
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
+DEFAULT_DREAM_PRIORS = [PriorSpec("bn"), PriorSpec("tv")]
+
+
 def build_objective(backbone, size, layers=(), channels=(), neurons=(), classes=(), grid_size=None,
-                    flags=None) -> Objective | None:
+                    flags=None, faces=(), priors=None, face_suppress: float = 0.0, device="cpu") -> Objective | None:
     """Sum of the objectives named by command-line strings (None when none are given).
 
     ``size``: the picture's (H, W) (regions in pixels are relative to it); ``grid_size``: the (H, W) the
     dream runs at (default ``size``), where a neuron's Y, X must fall inside the layer's grid. ``flags``
-    renames the flags in messages (the web page says ``layer``, not ``--layer``)."""
+    renames the flags in messages (the web page says ``layer``, not ``--layer``).
+    ``priors``: PriorSpecs (``parse_priors``); None: the default, the BatchNorm and TV priors beside
+    class objectives and faces; [] none. A class or a face in a region is dreamed in a zoomed view of
+    that region (``BoxView``: the object at the network's scale, only the region's pixels change) with
+    the priors judging that view."""
     terms: list[Objective] = []
+    prior_specs = DEFAULT_DREAM_PRIORS if priors is None else priors
+    prior = make_priors(prior_specs, device=device)
+    global_prior = [None]
 
     def F(flag):
         return (flags or {}).get(flag, flag)
@@ -168,7 +257,42 @@ def build_objective(backbone, size, layers=(), channels=(), neurons=(), classes=
             idx = backbone.class_index(body)
         except FastdreamError as e:
             raise FastdreamError(f"{e}{other_weight_hint(body)}") from None
-        add(ClassLogit(idx, backbone.class_names[idx] if backbone.class_names else None), w, region, "--class")
+        cls = ClassLogit(idx, backbone.class_names[idx] if backbone.class_names else None)
+        if region is None:
+            add(cls, w, None, "--class")
+            if prior is not None and global_prior[0] is None:  # once, on the same forward pass
+                global_prior[0] = prior
+                terms.append(prior)
+        else:
+            inner = cls if prior is None else cls + prior
+            terms.append(BoxView(inner, **parse_region(region, size, F("--class"))) * w)
+    if priors and prior is not None and global_prior[0] is None and (layers or channels or neurons):
+        terms.append(prior)  # asked for beside layer, channel or neuron objectives: on the whole picture
+        global_prior[0] = prior
+    face_boxes = []
+    for s in faces:
+        r = parse_region(s, size, "--face")
+        if "box" not in r:
+            raise FastdreamError(f"--face {s!r}: a face needs a box x0,y0,x1,y1 (fractions or pixels)")
+        face_boxes.append(r["box"])
+    if face_boxes:
+        from fastdream.detectors.mtcnn import get_detector
+        from fastdream.engine.faces import Face, FaceSuppress
+
+        det = get_detector(str(device))
+        H, W = size
+        det.check_size(H, W)
+        for (y0, x0, y1, x1) in face_boxes:
+            side = min((y1 - y0) * H, (x1 - x0) * W)
+            if side < det.min_face_size:
+                raise FastdreamError(f"--face {x0 * W:.0f},{y0 * H:.0f},{x1 * W:.0f},{y1 * H:.0f}: the box is "
+                                     f"{side:.0f} pixels on its short side; the face detector finds faces of at "
+                                     f"least {det.min_face_size} pixels")
+            terms.append(Face((y0, x0, y1, x1), detector=det))
+            if prior is not None:
+                terms.append(BoxView(prior, box=(y0, x0, y1, x1)))
+        if face_suppress:
+            terms.append(FaceSuppress(face_boxes, detector=det) * face_suppress)
     if not terms:
         return None
     total = terms[0]

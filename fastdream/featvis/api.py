@@ -12,6 +12,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from fastdream.errors import FastdreamError
+
 from fastdream.backbones import get_backbone  # noqa: E402,F401  (one cached loader for every command)
 
 
@@ -47,8 +49,8 @@ def _as_list(v) -> list:
 def visualize(classes: str | int | Sequence[str | int] = (), *, channels: str | Sequence[str] = (),
               neurons: str | Sequence[str] = (), objective=None, backbone=None, size: int | tuple[int, int] = 224,
               steps: int = 128, variants: int = 1, diversity: float = 20.0, lr: float = 0.05, seed: int = 0,
-              init: Any = None, device: str = "cpu", progress: Callable[[int, int], None] | None = None,
-              return_stats: bool = False):
+              init: Any = None, prior: Any = "default", device: str = "cpu",
+              progress: Callable[[int, int], None] | None = None, return_stats: bool = False):
     """A picture (or ``variants`` pictures) optimized from noise to excite a class, channel or neuron.
 
     ``classes``: names or indices (``"jellyfish"``, ``107``, ``"jellyfish*1"``); ``channels``:
@@ -76,7 +78,13 @@ def visualize(classes: str | int | Sequence[str | int] = (), *, channels: str | 
         x0, back = to_tensor(init)
         x0 = fit_size(x0, max(hw)).to(dev)
         hw = tuple(x0.shape[-2:])
-    cfg = VisualizeConfig(size=hw, steps=steps, lr=lr, variants=variants, diversity=diversity, seed=seed)
+    from fastdream.featvis.visualize import visualize_priors
+
+    if isinstance(prior, str):
+        if prior != "default":
+            raise FastdreamError(f"prior must be an objective, 'default' or None, got {prior!r}")
+        prior = visualize_priors(None, dev)
+    cfg = VisualizeConfig(size=hw, steps=steps, lr=lr, variants=variants, diversity=diversity, seed=seed, prior=prior)
     cfg.validate()
     if objective is not None:
         targets = [Target("objective", repr(objective), 1.0, objective)]
@@ -95,14 +103,16 @@ def visualize(classes: str | int | Sequence[str | int] = (), *, channels: str | 
 
 def invert(image: Any, layer: str | Sequence[str] = "block3", *, backbone=None, size: int | None = 224,
            steps: int | None = None, seed: int = 0, tv_weight: float | None = None, alpha_weight: float | None = None,
-           device: str = "cpu", progress: Callable[[int, int], None] | None = None, return_stats: bool = False):
+           prior: Any = "default", device: str = "cpu", progress: Callable[[int, int], None] | None = None,
+           return_stats: bool = False):
     """Rebuild ``image`` from one layer's activations, starting from noise (Mahendran & Vedaldi 2015).
 
     ``image``: path, PIL, numpy or tensor; resized so its long side is ``size`` (None: as it is).
     ``layer``: a tap name (``"stem"``, ``"block0"``.. ``"block15"``, ``"head"``, ``"logits"``), or a list
     of them: then a list of results comes back, one per layer. Results are in the input's form (PIL for
-    a path). ``return_stats=True`` also returns ``{"layers": [{"layer", "psnr", "ssim"}, ...]}`` measured
-    against the (resized) input.
+    a path). ``prior``: ``"default"`` (none beside the TV and alpha-norm priors), an objective of
+    priors (``BNPrior(2e-6)``) for every layer, or None. ``return_stats=True`` also returns ``{"layers":
+    [{"layer", "psnr", "ssim"}, ...]}`` measured against the (resized) input.
 
     >>> rebuilt = invert("photo.jpg", layer="block3")
     >>> outs, stats = invert("photo.jpg", layer=["stem", "block5", "logits"], return_stats=True)
@@ -122,7 +132,15 @@ def invert(image: Any, layer: str | Sequence[str] = "block3", *, backbone=None, 
         cfg.tv_weight = tv_weight
     if alpha_weight is not None:
         cfg.alpha_weight = alpha_weight
-    results, rows = invert_layers(bb, x, layers, cfg, progress=progress)
+    from fastdream.featvis.invert import invert_prior
+
+    if isinstance(prior, str):
+        if prior != "default":
+            raise FastdreamError(f"prior must be an objective, 'default' or None, got {prior!r}")
+        per_layer = lambda name: invert_prior(bb, name, None, dev)  # noqa: E731
+    else:
+        per_layer = lambda name: prior  # noqa: E731
+    results, rows = invert_layers(bb, x, layers, cfg, progress=progress, prior=per_layer)
     outs = [back(r) for r in results]
     out = outs[0] if isinstance(layer, str) else outs
     return (out, {"layers": rows}) if return_stats else out

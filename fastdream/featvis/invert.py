@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from fastdream.engine.objectives import Context, alpha_penalty, tv_penalty
 from fastdream.errors import FastdreamError, suggest
 from fastdream.metrics import psnr, ssim
 from fastdream.featvis.param import FourierImage
@@ -42,6 +43,7 @@ class InvertConfig:
     history: int = 20
     seed: int = 0
     precision: str = "auto"   # the backbone's: auto | fp32 | bf16 | fp16 (see fastdream.precision)
+    prior: object | None = None  # a further natural-image prior (an Objective: BNPrior, ...), or None
 
     def validate(self) -> None:
         if not 1 <= self.steps <= 100000:
@@ -58,16 +60,12 @@ class InvertConfig:
 
 def tv_prior(x: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
     """Mean total variation ``((dx)^2 + (dy)^2)^(beta/2)`` of ``x`` ``[B, 3, H, W]`` (per picture ``[B]``)."""
-    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
-    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
-    d2 = dx * dx + dy * dy
-    v = d2 if beta == 2.0 else (d2 + 1e-8).pow(beta / 2)
-    return v.flatten(1).mean(1)
+    return tv_penalty(x, beta)
 
 
 def alpha_prior(x: torch.Tensor, alpha: float = 6.0) -> torch.Tensor:
     """Mean ``|2x - 1|^alpha`` of ``x`` ``[B, 3, H, W]`` in [0, 1] (per picture ``[B]``)."""
-    return (2 * x - 1).abs().pow(alpha).flatten(1).mean(1)
+    return alpha_penalty(x, alpha)
 
 
 def resolve_layers(backbone, layers: Sequence[str] | None) -> list[str]:
@@ -107,10 +105,15 @@ def invert_one(backbone, x0: torch.Tensor, layer: str, cfg: InvertConfig,
                             tolerance_grad=0.0, tolerance_change=0.0)
     evals = [0]
 
+    taps = [layer] + sorted(cfg.prior.taps() - {layer}) if cfg.prior is not None else [layer]
+
     def closure():
         x = param()
-        feat = backbone.forward_taps(x, [layer], precision)[layer]
+        acts = backbone.forward_taps(x, taps, precision)
+        feat = acts[layer]
         loss = (feat - target).square().sum() / norm
+        if cfg.prior is not None:
+            loss = loss - cfg.prior(acts, Context(full_size=tuple(x.shape[-2:]), image=x, backbone=backbone)).sum()
         if cfg.alpha_weight:
             loss = loss + cfg.alpha_weight * alpha_prior(x, cfg.alpha).sum()
         if cfg.tv_weight:
@@ -127,10 +130,29 @@ def invert_one(backbone, x0: torch.Tensor, layer: str, cfg: InvertConfig,
         return param().detach()
 
 
+# The weight of invert's priors beside the normalized feature loss (about 1 at the start, 1e-3..1e-1 at the
+# end); ``--prior KIND:W`` multiplies it by W. No prior is on by default: the BatchNorm prior did not
+# measurably bring inversions closer to the photo (docs/priors.md, "What the weights remember").
+INVERT_PRIOR_WEIGHTS = {"bn": 2e-6, "tv": 0.01, "l2": 1e-3, "critic": 1.0}
+
+
+def invert_prior(backbone, layer: str, specs=None, device="cpu"):
+    """The prior objective for inverting ``layer`` from PriorSpecs (None or []: no further prior; the
+    inversion's own TV and alpha-norm priors stay)."""
+    from fastdream.engine.spec import make_priors
+
+    if not specs:
+        return None
+    return make_priors(specs, INVERT_PRIOR_WEIGHTS, device=device)
+
+
 def invert_layers(backbone, x0: torch.Tensor, layers: Sequence[str], cfg: InvertConfig,
-                  progress: Callable[[int, int], None] | None = None) -> tuple[list[torch.Tensor], list[dict]]:
+                  progress: Callable[[int, int], None] | None = None, judge=None,
+                  prior: Callable[[str], object] | None = None) -> tuple[list[torch.Tensor], list[dict]]:
     """Invert ``x0`` ``[1, 3, H, W]`` at each layer (sorted from early to late). Returns the pictures and
-    rows ``{"layer", "psnr", "ssim", "seconds"}`` measured against ``x0``."""
+    rows ``{"layer", "psnr", "ssim", "seconds"}`` measured against ``x0``; with a ``judge``
+    (:class:`fastdream.metrics.Judge`) also ``"lite2_distance"``, its LPIPS-style distance to ``x0``.
+    ``prior(layer)``: the prior objective for each layer (None: ``cfg.prior`` for all)."""
     cfg.validate()
     layers = resolve_layers(backbone, layers)
     total = cfg.steps * len(layers)
@@ -138,10 +160,15 @@ def invert_layers(backbone, x0: torch.Tensor, layers: Sequence[str], cfg: Invert
     for i, layer in enumerate(layers):
         t0 = time.perf_counter()
         cb = None if progress is None else (lambda d, t, i=i: progress(i * cfg.steps + d, total))
-        r = invert_one(backbone, x0, layer, cfg, progress=cb)
+        lcfg = cfg if prior is None else dataclasses.replace(cfg, prior=prior(layer))
+        r = invert_one(backbone, x0, layer, lcfg, progress=cb)
         results.append(r)
-        rows.append({"layer": layer, "psnr": round(psnr(r, x0), 3), "ssim": round(ssim(r, x0), 4),
-                     "seconds": round(time.perf_counter() - t0, 2)})
+        row = {"layer": layer, "psnr": round(psnr(r, x0), 3), "ssim": round(ssim(r, x0), 4),
+               "prior": repr(lcfg.prior) if lcfg.prior is not None else "none",
+               "seconds": round(time.perf_counter() - t0, 2)}
+        if judge is not None:
+            row["lite2_distance"] = round(judge.distance(r, x0), 4)
+        rows.append(row)
     return results, rows
 
 

@@ -138,6 +138,21 @@ def parse_targets(backbone, size: tuple[int, int], classes: Sequence = (), chann
     return targets
 
 
+# The default weights of visualize's priors, next to Adam on a class logit or a channel's mean (chosen with
+# the independent judge; docs/priors.md); ``--prior KIND:W`` multiplies them by W.
+VISUALIZE_PRIOR_WEIGHTS = {"bn": 0.002, "tv": 200.0, "l2": 1.0, "critic": 1.0}
+
+
+def visualize_priors(specs, device="cpu") -> Objective | None:
+    """The prior objective of visualize for PriorSpecs (``engine.spec.parse_priors``); None: the
+    default (the BatchNorm prior); []: none."""
+    from fastdream.engine.spec import PriorSpec, make_priors
+
+    if specs is None:
+        specs = [PriorSpec("bn")]
+    return make_priors(specs, VISUALIZE_PRIOR_WEIGHTS, device=device)
+
+
 def combined(targets: Sequence[Target]) -> Objective:
     return Sum([(t.weight, t.objective) for t in targets])
 
@@ -198,6 +213,7 @@ class VisualizeConfig:
     seed: int = 0
     transforms: bool = True
     precision: str = "auto"           # the backbone's: auto | fp32 | bf16 | fp16 (see fastdream.precision)
+    prior: Objective | None = None    # natural-image priors (BNPrior, TVPrior...), seen through the transforms
 
     def validate(self) -> None:
         h, w = self.size
@@ -227,6 +243,8 @@ def optimize(backbone, targets: Sequence[Target], cfg: VisualizeConfig, init: to
         param.set_image(init.to(device))
     obj = combined(targets)
     taps = set(obj.taps())
+    if cfg.prior is not None:
+        taps |= cfg.prior.taps()
     use_div = n > 1 and cfg.diversity > 0
     if use_div:
         backbone.resolve_tap(cfg.diversity_layer)
@@ -242,8 +260,11 @@ def optimize(backbone, targets: Sequence[Target], cfg: VisualizeConfig, init: to
         x = param()
         xt = tf(x, gen) if cfg.transforms else x
         acts = run_taps(backbone, xt, taps, precision)
-        value = obj(acts, Context(full_size=tuple(xt.shape[-2:]), image=xt, backbone=backbone))  # [N]
+        ctx = Context(full_size=tuple(xt.shape[-2:]), image=xt, backbone=backbone)
+        value = obj(acts, ctx)  # [N]
         loss = -value.sum()
+        if cfg.prior is not None:
+            loss = loss - cfg.prior(acts, ctx).sum()
         div = diversity_penalty(acts[cfg.diversity_layer]) if use_div else None
         if div is not None:
             loss = loss + cfg.diversity * n * div

@@ -1,0 +1,54 @@
+"""What the weights remember: invert a photo from each depth of EfficientNet-Lite0, with and without the
+BatchNorm prior, and judge the result with EfficientNet-Lite2 (docs/priors.md). Run from the repo root:
+
+    python docs/experiments/invert_depth.py examples/chelsea.jpg --size 128 --steps 60 --out inv.json
+
+Rows: layer, prior (none / bn), PSNR and SSIM against the resized photo, Lite2 distance to it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("photo")
+    ap.add_argument("--layers", default="stem,block3,block6,block8,block10,block13,head,logits")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--bn", type=float, nargs="*", default=[1.0], help="scales of the default BN weight to try")
+    ap.add_argument("--out")
+    ap.add_argument("--save", help="folder for the pictures")
+    args = ap.parse_args(argv)
+    from fastdream.backbones import get_backbone
+    from fastdream.engine.spec import PriorSpec, make_priors
+    from fastdream.featvis.api import fit_size
+    from fastdream.featvis.invert import INVERT_PRIOR_WEIGHTS, InvertConfig, invert_layers
+    from fastdream.imageio import load_image, save_image
+    from fastdream.metrics import Judge
+
+    bb = get_backbone(None, "cpu")
+    judge = Judge()
+    x, _ = load_image(args.photo)
+    x = fit_size(x, args.size)
+    layers = args.layers.split(",")
+    rows = []
+    for scale in [0.0, *args.bn]:
+        prior = make_priors([PriorSpec("bn", scale)], INVERT_PRIOR_WEIGHTS) if scale else None
+        cfg = InvertConfig(steps=args.steps)
+        pics, rs = invert_layers(bb, x, layers, cfg, judge=judge, prior=lambda layer: prior)
+        for r, p in zip(rs, pics):
+            r["bn_scale"] = scale
+            print(json.dumps(r), flush=True)
+            if args.save:
+                save_image(p, pathlib.Path(args.save) / f"{pathlib.Path(args.photo).stem}_{r['layer']}_bn{scale:g}.png")
+        rows += rs
+    if args.out:
+        pathlib.Path(args.out).write_text(json.dumps({"photo": args.photo, "size": args.size, "steps": args.steps,
+                                                     "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
