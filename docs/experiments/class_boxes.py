@@ -1,6 +1,6 @@
 """Class objectives in boxes, with the command's default settings, judged by EfficientNet-Lite2 inside
-each box (docs/priors.md). Tuning cases (examples/) and held-out cases (/work/shared/images-like photo
-folder given as --photos, photos that tuning never saw) are listed below; run from the repository root:
+each box (docs/priors.md). Tuning cases (examples/) and held-out cases (a folder of
+photos given as --photos, photos that tuning never saw) are listed below; run from the repository root:
 
     python docs/experiments/class_boxes.py --photos PATH/TO/images --set held-out --out results.json
 
@@ -35,7 +35,7 @@ HELD_OUT = [
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--photos", default="/work/shared/images")
+    ap.add_argument("--photos", required=True, help="the folder of held-out photos (brick, grass, hubble_deep_field, motorcycle_right)")
     ap.add_argument("--set", choices=["tune", "held-out"], default="held-out")
     ap.add_argument("--extra", default="", help="extra flags for fastdream dream (e.g. '--prior none')")
     ap.add_argument("--out", help="JSON results")

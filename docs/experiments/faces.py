@@ -43,7 +43,7 @@ def haar(picture_path: str, boxes_px):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--photos", default="/work/shared/images")
+    ap.add_argument("--photos", required=True, help="the folder of held-out photos (brick, grass, hubble_deep_field, motorcycle_right)")
     ap.add_argument("--out")
     ap.add_argument("--save", help="folder for the pictures")
     ap.add_argument("--extra", default="")
