@@ -287,11 +287,15 @@ class FrameFeed:
                 raise self.error
             return None
 
-    def stop(self):
+    def stop(self, timeout: float = 10.0):
+        """Stop reading, and wait for the reader thread: the source may be closed only once no thread
+        decodes from it (PyAV crashes when a container closes under a running decode)."""
         self._stop = True
         with self.cond:
             self.cond.notify_all()
         self.source.close() if isinstance(self.source, (CameraSource,)) else None
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            self.thread.join(timeout)
 
 
 # -- sinks ----------------------------------------------------------------------------------------------
