@@ -347,8 +347,7 @@ class Masked(Objective):
                 if k > 1:
                     m = F.avg_pool2d(m[None, None], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
             else:
-                m = F.interpolate(self.mask[None, None], size=(H, W), mode="bilinear",
-                                  align_corners=False)[0, 0].clamp(0, 1)
+                m = _resized_mask(self.mask, H, W)
             self._cache = {key: m.to(device)}
         return self._cache[key]
 
@@ -475,6 +474,11 @@ class L2Prior(Prior):
 # -- objects in boxes ---------------------------------------------------------------------------------
 
 
+def _resized_mask(mask: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """A mask picture ``[h, w]`` in [0, 1] resized to ``[H, W]`` (bilinear)."""
+    return F.interpolate(mask[None, None], size=(H, W), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1)
+
+
 def _feathered_box(H: int, W: int, box, inward: bool = True) -> torch.Tensor:
     """A box ``(y0, x0, y1, x1)`` as fractions -> a mask ``[H, W]``: 1 inside, a linear ramp of about 3 %
     of the picture inside its edges (nothing outside changes), at least one pixel."""
@@ -541,8 +545,7 @@ class BoxView(Objective):
             if self.mask is None:
                 m = _feathered_box(H, W, self.box)
             else:
-                m = F.interpolate(self.mask[None, None], size=(H, W), mode="bilinear",
-                                  align_corners=False)[0, 0].clamp(0, 1)
+                m = _resized_mask(self.mask, H, W)
             self._cache = {key: m.to(device)}
         return self._cache[key]
 

@@ -172,12 +172,7 @@ def make_priors(specs: list[PriorSpec], weights: dict[str, float] = DREAM_PRIOR_
             from fastdream.engine.critic import CriticPrior
 
             terms.append(CriticPrior(w, device=device))
-    if not terms:
-        return None
-    total = terms[0]
-    for t in terms[1:]:
-        total = total + t
-    return total
+    return sum(terms[1:], terms[0]) if terms else None
 
 
 DEFAULT_DREAM_PRIORS = [PriorSpec("bn"), PriorSpec("tv")]
@@ -293,12 +288,7 @@ def build_objective(backbone, size, layers=(), channels=(), neurons=(), classes=
                 terms.append(BoxView(prior, box=(y0, x0, y1, x1)))
         if face_suppress:
             terms.append(FaceSuppress(face_boxes, detector=det) * face_suppress)
-    if not terms:
-        return None
-    total = terms[0]
-    for t in terms[1:]:
-        total = total + t
-    return total
+    return sum(terms[1:], terms[0]) if terms else None
 
 
 def guide_features_objective(backbone, img, layers, similarity="dot", weight=1.0, region=None, size=None,
