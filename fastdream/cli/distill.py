@@ -23,11 +23,17 @@ def add_parser(sub):
     d.add_argument("images", help="a folder of photos (or one photo)")
     d.add_argument("-o", "--output", required=True, help="dataset folder (created)")
     d.add_argument("--count", type=number(int, 1, 10_000_000), default=256, help="number of pairs (default 256)")
-    d.add_argument("--size", type=number(int, 16, 4096), default=192, help="crop size in pixels (default 192)")
+    d.add_argument("--size", type=number(int, 16, 4096), default=192, help="crop size in pixels (default 192; with --whole, the long side)")
     d.add_argument("--min-fraction", type=number(float, 0, 1, lo_open=True), default=0.35,
                    help="a crop covers at least this fraction of the photo's short side (default 0.35)")
     d.add_argument("--max-fraction", type=number(float, 0, 1, lo_open=True), default=1.0,
                    help="a crop covers at most this fraction of the photo's short side")
+    d.add_argument("--whole", action="store_true",
+                   help="whole pictures at the size of use: --size is the long side, the window keeps the photo's "
+                        "aspect and covers --min-fraction..--max-fraction of each side (cut training crops out "
+                        "of the pairs afterwards, with `distill train --crop`)")
+    d.add_argument("--min-photos", type=number(int, 1, 10_000_000), default=1,
+                   help="refuse a folder with fewer usable photos than this (default 1)")
     d.add_argument("--color-jitter", type=number(float, 0, 0.99), default=0.15,
                    help="random brightness, contrast, saturation and hue change of each crop")
     d.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
@@ -134,7 +140,7 @@ def run_dataset(args) -> int:
     if args.min_fraction > args.max_fraction:
         raise FastdreamError(f"--min-fraction {args.min_fraction} is above --max-fraction {args.max_fraction}")
     recipe = CropRecipe(size=args.size, min_fraction=args.min_fraction, max_fraction=args.max_fraction,
-                        flip=not args.no_flip, color_jitter=args.color_jitter, seed=args.seed)
+                        flip=not args.no_flip, color_jitter=args.color_jitter, seed=args.seed, whole=args.whole)
     device = resolve_device(args.device)
     backbone, objective, cfg, params = dream_setup(args, (args.size, args.size), device)
     params = {k: v for k, v in params.items() if k != "seed"}
@@ -149,7 +155,7 @@ def run_dataset(args) -> int:
     teacher = dream_teacher(backbone, objective, cfg, max_size=args.max_size)
     with Timer() as t, progress_bar(1, "pairs") as update:
         res = render_dataset(args.images, args.output, args.count, teacher, params, recipe, resume=args.resume,
-                             shard=shard, progress=update)
+                             shard=shard, progress=update, min_photos=args.min_photos)
     if args.report:
         write_report(args.report, {"output": args.output, "count": args.count, "shard": list(shard), **res,
                                    "seconds": round(t.seconds, 3), "peak_rss_mb": round(peak_rss_mb(), 1),

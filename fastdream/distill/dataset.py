@@ -63,9 +63,11 @@ def list_pairs(folder) -> dict[int, pathlib.Path]:
 class CropRecipe:
     """How input crops are drawn from the photos (all choices are seeded by ``(seed, index)``)."""
 
-    size: int = 256                 # crops are size x size
+    size: int = 256                 # crops are size x size (whole: pictures with this long side)
     min_fraction: float = 0.35      # the crop covers this fraction of the photo's short side, at least...
     max_fraction: float = 1.0       # ...and at most
+    whole: bool = False             # whole pictures at the size of use: a window of the photo's own aspect
+                                    # covering min..max_fraction of each side, resized to a long side of `size`
     flip: bool = True               # random horizontal flips
     color_jitter: float = 0.15      # random brightness/saturation change of up to +-this
     seed: int = 0
@@ -88,21 +90,26 @@ def draw_crop(photos: list[torch.Tensor], index: int, recipe: CropRecipe, rng=No
     h, w = img.shape[-2:]
     frac = float(rng.uniform(recipe.min_fraction, recipe.max_fraction))
     S = recipe.size
-    scale = S / (frac * min(h, w))  # resize so that S pixels cover `frac` of the short side
-    nh, nw = max(S, round(h * scale)), max(S, round(w * scale))
-    y0 = int(rng.integers(nh - S + 1))
-    x0 = int(rng.integers(nw - S + 1))
+    if recipe.whole:  # a window of the photo's aspect, `frac` of each side, at a long side of S pixels
+        scale = S / (frac * max(h, w))
+        ch, cw = max(1, round(frac * h * scale)), max(1, round(frac * w * scale))
+    else:
+        scale = S / (frac * min(h, w))  # resize so that S pixels cover `frac` of the short side
+        ch = cw = S
+    nh, nw = max(ch, round(h * scale)), max(cw, round(w * scale))
+    y0 = int(rng.integers(nh - ch + 1))
+    x0 = int(rng.integers(nw - cw + 1))
     flip = bool(recipe.flip and rng.random() < 0.5)
     bright = 1.0 + float(rng.uniform(-recipe.color_jitter, recipe.color_jitter))
     sat = 1.0 + float(rng.uniform(-recipe.color_jitter, recipe.color_jitter))
     # resample only the needed window (plus a margin) of the scaled photo
     resized = F.interpolate(img, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-    crop = resized[..., y0:y0 + S, x0:x0 + S]
+    crop = resized[..., y0:y0 + ch, x0:x0 + cw]
     if flip:
         crop = crop.flip(-1)
     gray = crop.mean(1, keepdim=True)
     crop = (gray + (crop - gray) * sat) * bright
-    info = {"photo": k, "scale": round(scale, 5), "box": [x0, y0, S, S], "flip": flip,
+    info = {"photo": k, "scale": round(scale, 5), "box": [x0, y0, cw, ch], "flip": flip,
             "brightness": round(bright, 4), "saturation": round(sat, 4)}
     return crop.clamp(0, 1).contiguous(), info
 
@@ -184,9 +191,17 @@ def _differences(old: dict, new: dict, keys, limit: int = 4) -> str:
     return text + (f"; and {len(found) - limit} more" if len(found) > limit else "")
 
 
+def usable(photo: torch.Tensor, recipe: CropRecipe) -> bool:
+    """Whether a photo ``[1, 3, h, w]`` is large enough for the recipe without being enlarged more than
+    1.5x (whole pictures: its long side; crops: its short side)."""
+    h, w = photo.shape[-2:]
+    side = max(h, w) if recipe.whole else min(h, w)
+    return side * recipe.max_fraction * 1.5 >= recipe.size
+
+
 def render_dataset(photos_dir, out_dir, count: int, teacher: Callable[[torch.Tensor, int], torch.Tensor],
                    teacher_params: dict, recipe: CropRecipe, *, resume: bool = False, shard=None,
-                   progress: Callable[[int, int], None] | None = None) -> dict:
+                   progress: Callable[[int, int], None] | None = None, min_photos: int = 1) -> dict:
     """Render pairs ``0..count-1`` (this shard's part) into ``out_dir``.
 
     ``teacher(x [1, 3, S, S], index) -> dream [1, 3, S, S]`` must be deterministic per index.
@@ -202,7 +217,14 @@ def render_dataset(photos_dir, out_dir, count: int, teacher: Callable[[torch.Ten
     files = list_photos(photos_dir)
     from fastdream.imageio import load_image
 
-    photos = [load_image(f)[0] for f in files]
+    loaded = [(f, load_image(f)[0]) for f in files]
+    kept = [(f, p) for f, p in loaded if usable(p, recipe)]
+    if len(kept) < min_photos:
+        side = "long" if recipe.whole else "short"
+        raise InputError(f"{photos_dir}: {len(kept)} usable photos found ({len(loaded)} pictures, of which "
+                         f"{len(loaded) - len(kept)} are too small: under {recipe.size / (1.5 * recipe.max_fraction):.0f} "
+                         f"pixels on the {side} side); {min_photos} needed")
+    files, photos = [f for f, _ in kept], [p for _, p in kept]
     out = pathlib.Path(out_dir)
     meta = {
         "format": "fastdream-distill-pairs-v1",
