@@ -1,7 +1,18 @@
-"""Benchmark a dream filter (ONNX Runtime) against its iterative teacher at one size.
+"""Benchmark a dream filter (ONNX Runtime) against its iterative teacher and feed-forward baselines.
 
     python bench/bench_filter.py                        # shipped filter, 640x480, 2 threads
     python bench/bench_filter.py --json bench/results/filter.json --teacher-runs 1
+    python bench/bench_filter.py --fidelity build/photos/heldout --clip --json bench/results/cpu-2core-filter.json
+
+Speed: the filter, then in the same run the fast-style-transfer network of Johnson et al. in its
+*styletransfer-lite* width (16/32/64 channels) and its published width (32/64/128), exported to ONNX
+the same way (``fastdream.bench.baselines.StyleTransferNet``), interleaved run by run so that both see
+the same load. ``--fidelity DIR``: ``fastdream distill eval`` on the held-out photos in DIR at the
+size (EfficientNet-Lite2 ratios against the teacher, with a second teacher seed as the scale; see
+``fastdream.distill.evaluate``). ``--clip``: temporal stability: a panning clip made from a held-out
+photo, dreamed by ``fastdream video --filter`` and by the iterative ``fastdream video`` (with its
+coherence), and the mean warp error of each (the previous output warped by the optical flow against
+the current one).
 
 The input is a real photo (examples/chelsea.jpg, resized to the size): the teacher's dream of noise
 is not typical. The filter: warm-up runs, then ``--runs`` timed runs (median, min, p90). The teacher:
@@ -63,6 +74,12 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--teacher-runs", type=int, default=1, help="iterative teacher dreams to time (0: skip)")
     p.add_argument("--teacher-threads", type=int, help="torch threads for the teacher (default: torch's)")
+    p.add_argument("--baselines", default="16,32", help="StyleTransferNet widths to time beside the filter ('' none)")
+    p.add_argument("--fidelity", metavar="DIR", help="judge the filter against its teacher on the photos in DIR")
+    p.add_argument("--reference-seed", type=int, default=1, help="the teacher seed of the fidelity scale")
+    p.add_argument("--clip", action="store_true", help="warp error of video --filter next to the iterative video")
+    p.add_argument("--clip-photo", default=str(REPO / "examples" / "chelsea.jpg"))
+    p.add_argument("--clip-frames", type=int, default=10)
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
 
@@ -77,17 +94,35 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()[0]
     for _ in range(args.warmup):
         runner.run_numpy(a)
-    ms = []
-    for _ in range(args.runs):
+    baselines = {}
+    for w in [int(v) for v in args.baselines.split(",") if v.strip()]:
+        baselines[w] = _baseline_session(w, args.size, args.threads)
+        for _ in range(args.warmup):
+            baselines[w].run(None, {"image": a})
+    ms, base_ms = [], {w: [] for w in baselines}
+    for _ in range(args.runs):  # interleaved: the filter and each baseline see the same load
         t0 = time.perf_counter()
         runner.run_numpy(a)
         ms.append(1000 * (time.perf_counter() - t0))
+        for w, sess in baselines.items():
+            t0 = time.perf_counter()
+            sess.run(None, {"image": a})
+            base_ms[w].append(1000 * (time.perf_counter() - t0))
     res = {"bench": "filter", "size": args.size, "model": runner.path.name, "provider": runner.provider,
            "threads": args.threads, "params": runner.params, "runs": args.runs,
            "ms_median": statistics.median(ms), "ms_min": min(ms), "ms_p90": float(np.percentile(ms, 90)),
            "ms_spread": statistics.pstdev(ms), "machine": {**machine(), "load_average_1min_before": load_before}}
     print(f"filter {args.size[0]}x{args.size[1]}: median {res['ms_median']:.1f} ms, min {res['ms_min']:.1f} ms "
           f"({runner.provider}, {args.threads} threads, load {load_before:.1f})")
+    if baselines:
+        res["baselines"] = {}
+        for w, v in base_ms.items():
+            name = "styletransfer-lite" if w == 16 else f"styletransfer-width{w}"
+            med = statistics.median(v)
+            res["baselines"][name] = {"width": w, "ms_median": med, "ms_min": min(v),
+                                      "filter_speedup": med / res["ms_median"]}
+            print(f"{name} (Johnson et al. 2016, width {w}): median {med:.1f} ms; the filter is "
+                  f"{med / res['ms_median']:.2f}x faster")
     if args.teacher_runs > 0:
         from fastdream.api import dream_tensor
         from fastdream.distill.evaluate import teacher_from_params
@@ -111,11 +146,70 @@ def main(argv=None) -> int:
                    teacher_threads=torch.get_num_threads(), ms_median_all=filt,
                    speedup=1000 * statistics.median(secs) / filt, load_average_1min_after=os.getloadavg()[0])
         print(f"teacher: {res['teacher_seconds']:.2f} s per picture; filter is {res['speedup']:.0f}x faster")
+    if args.fidelity:
+        from fastdream.distill.evaluate import evaluate_filter
+
+        ev = evaluate_filter(args.fidelity, runner=runner, size=tuple(args.size), progress=True,
+                             reference_seed=args.reference_seed)
+        res["fidelity"] = {"photos": args.fidelity, "summary": ev["summary"],
+                           "pictures": [{k: v for k, v in r.items()} for r in ev["pictures"]]}
+        s = ev["summary"]
+        print(f"fidelity on {s['pictures']} held-out photos at {args.size[0]}x{args.size[1]}: LPIPS-style "
+              f"{s['lpips_ratio']:.3f} (worst {s['lpips_ratio_worst']:.3f}), Gram {s['gram_ratio']:.3f} "
+              f"(worst {s['gram_ratio_worst']:.3f}) of the input's distance; teacher seed {args.reference_seed}: "
+              f"{s['reference_lpips_ratio']:.3f} / {s['reference_gram_ratio']:.3f}; objective gain "
+              f"{s['gain_fraction']:.3f} of the teacher's; PSNR to the teacher {s['psnr_db']:.2f} dB")
+    if args.clip:
+        res["clip"] = _clip(args, runner.path)
     if args.json:
         path = pathlib.Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(res, indent=2) + "\n")
     return 0
+
+
+def _baseline_session(width, size, threads):
+    import io
+
+    import onnxruntime as ort
+    import torch
+
+    from fastdream.bench.baselines import StyleTransferNet
+
+    torch.manual_seed(0)
+    net = StyleTransferNet(width).eval()
+    f = io.BytesIO()
+    W, H = size
+    torch.onnx.export(net, (torch.rand(1, 3, H, W),), f, dynamo=False, opset_version=17, input_names=["image"],
+                      output_names=["out"])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(f.getvalue(), so, providers=["CPUExecutionProvider"])
+
+
+def _clip(args, model_path) -> dict:
+    """Warp error of ``video --filter`` and of the iterative ``video`` on one panning clip."""
+    import subprocess
+    import tempfile
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from bench_video import make_clip
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_filter."))
+    clip = tmp / "pan.mp4"
+    make_clip(clip, tuple(args.size), args.clip_frames, photo=args.clip_photo)
+    out = {"frames": args.clip_frames, "size": args.size, "photo": pathlib.Path(args.clip_photo).name}
+    runs = {"filter": ["--filter", str(model_path)], "iterative": []}
+    for name, extra in runs.items():
+        rep = tmp / f"{name}.json"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fastdream.cli.main", "video", str(clip), "-o", str(tmp / f"{name}.mp4"),
+                        "--report", str(rep), "--progress", "none", *extra], check=True)
+        r = json.loads(rep.read_text())
+        out[name] = {"warp_error": r.get("warp_error_mean", r.get("warp_error")), "seconds": time.perf_counter() - t0}
+        print(f"clip, {name}: mean warp error {out[name]['warp_error']}", flush=True)
+    return out
 
 
 if __name__ == "__main__":

@@ -23,13 +23,13 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def make_clip(path, size, frames, fps=24, step=4):
+def make_clip(path, size, frames, fps=24, step=4, photo=None):
     import av
     import cv2
     import numpy as np
 
     W, H = size
-    img = cv2.imread(str(REPO / "examples" / "chelsea.jpg"))[..., ::-1]
+    img = cv2.imread(str(photo or (REPO / "examples" / "chelsea.jpg")))[..., ::-1]
     big = cv2.resize(img, (W + step * frames + 8, H + 8), interpolation=cv2.INTER_AREA)
     c = av.open(str(path), "w")
     v = c.add_stream("libx264", rate=fps)

@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 
 from fastdream.distill.dataset import CropRecipe, list_pairs, load_pair, render_dataset
-from fastdream.distill.generator import DreamGenerator, GeneratorConfig
-from fastdream.distill.train import TrainConfig, read_checkpoint, save_checkpoint, train
+from fastdream.distill.generator import DreamGenerator, DreamNet, GeneratorConfig, build_generator
+from fastdream.distill.checkpoint import read_checkpoint, save_checkpoint
+from fastdream.distill.train import TrainConfig, train
 from fastdream.errors import FastdreamError, InputError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -64,6 +65,43 @@ def test_generator_shapes_odd_sizes(h, w, padding, gen):
         y = g(x)
     assert y.shape == x.shape
     assert float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (7, 13), (33, 50), (17, 8), (65, 31)])
+def test_dreamnet_shapes_odd_sizes(h, w, gen):
+    g = DreamNet(GeneratorConfig(width=4, blocks=4, deep=8, mid_blocks=1))
+    with torch.no_grad():
+        for p in g.parameters():
+            p.normal_(0, 0.2, generator=gen)
+        x = torch.rand(2, 3, h, w, generator=gen)
+        y = g(x)
+    assert y.shape == x.shape
+    assert float(y.min()) >= 0 and float(y.max()) <= 1
+    assert float((y - x).abs().max()) > 1e-3
+
+
+def test_dreamnet_starts_as_identity_and_sees_far(gen):
+    x = torch.rand(1, 3, 37, 50, generator=gen)
+    g = DreamNet(GeneratorConfig(width=4, blocks=4, deep=8, mid_blocks=1))
+    with torch.no_grad():
+        assert torch.equal(g(x), x)
+    # receptive field: with dilations 1, 2, 4, 8 at 1/16 a change in one corner reaches the far corner
+    # of a 256-pixel picture (the first filter's 1/8 layout does not)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.normal_(0, 0.3, generator=gen)
+    a = torch.full((1, 3, 256, 256), 0.5)
+    b = a.clone()
+    b[..., :16, :16] = 1.0
+    with torch.no_grad():
+        far = (g(a) - g(b))[..., 200:, 200:].abs().max()
+    assert float(far) > 0
+
+
+def test_generator_version_follows_the_class():
+    assert DreamGenerator(GeneratorConfig(width=4, blocks=1)).config.arch == "fastdream-dreamnet-v1"
+    assert DreamNet(GeneratorConfig(width=4, blocks=1, deep=8)).config.arch == "fastdream-dreamnet-v2"
+    assert isinstance(build_generator(GeneratorConfig(width=4, blocks=1, version=1)), DreamGenerator)
 
 
 def test_generator_starts_as_identity(gen):
@@ -158,7 +196,8 @@ def test_dataset_bad_inputs(tmp_path):
 
 # -- training -------------------------------------------------------------------------------------
 
-TINY = dict(steps=4, batch=2, crop=16, loss_margin=0, width=4, blocks=1, feature_weight=0.0, style_weight=0.0,
+TINY = dict(steps=4, batch=2, crop=16, loss_margin=0, width=4, blocks=1, deep=8, mid_blocks=1,
+            feature_weight=0.0, style_weight=0.0,
             objective_weight=0.0, pixel_weight=1.0, eval_every=2, save_every=1,
             val_every=4, seed=5)
 
@@ -217,7 +256,7 @@ def test_train_config_validated(bad, msg):
 
 
 def test_photo_set_crops(photos):
-    from fastdream.distill.train import PhotoSet
+    from fastdream.distill.data import PhotoSet
 
     ps = PhotoSet(photos, 24)
     a, b = ps.batch(3, 0, 5, 0), ps.batch(3, 0, 5, 0)
@@ -229,7 +268,7 @@ def test_photo_set_crops(photos):
 
 
 def test_recolour_rotates_hue_about_the_gray_axis():
-    from fastdream.distill.train import _recolour
+    from fastdream.distill.data import _recolour
 
     rng = np.random.default_rng(0)
     c = torch.rand(3, 8, 8)
@@ -246,7 +285,7 @@ def test_feature_loss_sees_the_crop_mirrored_outwards(gen):
     import torch.nn.functional as F
 
     from fastdream.api import get_backbone
-    from fastdream.distill.train import FeatureLoss
+    from fastdream.distill.losses import FeatureLoss
     from fastdream.engine.objectives import Layer
 
     bb = get_backbone(None, "cpu")
@@ -270,7 +309,7 @@ def test_feature_loss_sees_the_crop_mirrored_outwards(gen):
 def test_objective_per_patch_rules_out_a_few_blobs(gen):
     """Per patch (and channel), the objective term asks every part to climb: an output that reaches the target on
     average only through one patch is penalized; the same output scores 0 with a whole-crop hinge."""
-    from fastdream.distill.train import _shortfall
+    from fastdream.distill.losses import _shortfall
 
     vt = torch.ones(1, 4)
     vo = torch.tensor([[4.0, 0.0, 0.0, 0.0]])  # the mean equals the teacher's
@@ -281,7 +320,7 @@ def test_objective_per_patch_rules_out_a_few_blobs(gen):
     assert float(_shortfall(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.01, 1.0]]), 1.0)) == pytest.approx(1 / 1.01)
 
     from fastdream.api import get_backbone
-    from fastdream.distill.train import FeatureLoss
+    from fastdream.distill.losses import FeatureLoss
     from fastdream.engine.objectives import Context, Layer
 
     bb = get_backbone(None, "cpu")
@@ -335,8 +374,8 @@ def test_torchrun_two_processes_gloo(pairs, tmp_path):
 
 # -- export ---------------------------------------------------------------------------------------
 
-def _random_checkpoint(path, gen, padding="zeros"):
-    g = DreamGenerator(GeneratorConfig(width=4, blocks=2, padding=padding))
+def _random_checkpoint(path, gen, padding="zeros", version=1):
+    g = build_generator(GeneratorConfig(width=4, blocks=2, padding=padding, version=version, deep=8, mid_blocks=1))
     with torch.no_grad():
         for p in g.parameters():
             p.normal_(0, 0.3, generator=gen)
@@ -346,15 +385,15 @@ def _random_checkpoint(path, gen, padding="zeros"):
     return g.eval()
 
 
-@pytest.mark.parametrize("padding", ["zeros", "replicate"])
-def test_export_runs_in_onnxruntime_at_another_size(tmp_path, gen, padding):
+@pytest.mark.parametrize("padding,version", [("zeros", 1), ("replicate", 1), ("zeros", 2), ("replicate", 2)])
+def test_export_runs_in_onnxruntime_at_another_size(tmp_path, gen, padding, version):
     pytest.importorskip("onnxruntime")  # a missing package skips; an export error fails
     import onnx
     import onnxruntime as ort
 
     from fastdream.distill.export import check_against_torch, export_onnx
 
-    g = _random_checkpoint(tmp_path / "g.pt", gen, padding)
+    g = _random_checkpoint(tmp_path / "g.pt", gen, padding, version)
     res = export_onnx(tmp_path / "g.pt", tmp_path / "g.onnx", example_size=(32, 48))
     assert res["max_abs_error"] <= 1e-4
     onnx.checker.check_model(onnx.load(tmp_path / "g.onnx"))
@@ -401,3 +440,144 @@ def test_export_refuses_bad_checkpoints(tmp_path):
         export_onnx(bad, tmp_path / "bad.onnx")
     assert not (tmp_path / "bad.onnx").exists()
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]
+
+
+def test_v1_checkpoint_without_version_still_loads(tmp_path, gen):
+    from fastdream.distill.checkpoint import load_generator
+
+    g = _random_checkpoint(tmp_path / "g.pt", gen, version=1)
+    state = torch.load(tmp_path / "g.pt", weights_only=True)
+    cfg = json.loads(state["generator"])
+    cfg.pop("version")
+    cfg.pop("deep")
+    cfg.pop("mid_blocks")
+    state["generator"] = json.dumps(cfg)
+    torch.save(state, tmp_path / "old.pt")
+    model, ck = load_generator(tmp_path / "old.pt")
+    assert isinstance(model, DreamGenerator) and ck["generator"]["version"] == 1
+    x = torch.rand(1, 3, 20, 24, generator=gen)
+    with torch.no_grad():
+        assert torch.equal(model(x), g(x))
+
+
+# -- whole pictures at the size of use -------------------------------------------------------------
+
+def test_dataset_whole_pictures_keep_the_aspect(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8), "RGB").save(d / "wide.png")
+    Image.fromarray(rng.integers(0, 255, (80, 50, 3), dtype=np.uint8), "RGB").save(d / "tall.png")
+    params = {"preset": "stand-in", "objective_spec": {"layers": ["block9"]}}
+    recipe = CropRecipe(size=64, seed=2, whole=True, min_fraction=0.7, max_fraction=1.0)
+    render_dataset(d, tmp_path / "pairs", 8, stand_in_teacher, params, recipe)
+    shapes = set()
+    for p in list_pairs(tmp_path / "pairs").values():
+        x, y = load_pair(p)
+        h, w = x.shape[-2:]
+        assert max(h, w) == 64 and y.shape == x.shape
+        shapes.add("wide" if w > h else "tall")
+        assert abs(w / h - (1.5 if w > h else 50 / 80)) < 0.05  # the photo's own aspect
+        assert not torch.equal(stand_in_teacher(x[None].float() / 255, 0), x[None].float() / 255)
+    assert shapes == {"wide", "tall"}
+    render_dataset(d, tmp_path / "again", 8, stand_in_teacher, params, recipe)
+    assert _bytes(tmp_path / "pairs") == _bytes(tmp_path / "again")
+
+
+def test_dataset_too_few_usable_photos_says_how_many(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8), "RGB").save(d / "big.png")
+    Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8), "RGB").save(d / "small.png")
+    params = {"preset": "stand-in", "objective_spec": {"layers": ["block9"]}}
+    with pytest.raises(InputError, match=r"1 usable photos found \(2 pictures, of which 1 are too small.*; 5 needed"):
+        render_dataset(d, tmp_path / "pairs", 4, stand_in_teacher, params, CropRecipe(size=64, whole=True),
+                       min_photos=5)
+    assert not (tmp_path / "pairs").exists()
+    r = subprocess.run([sys.executable, "-m", "fastdream.cli.main", "distill", "dataset", str(d), "-o",
+                        str(tmp_path / "p2"), "--size", "64", "--whole", "--min-photos", "3", "--steps", "1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert "1 usable photos found" in r.stderr and "3 needed" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "p2").exists()
+
+
+# -- the adversarial term -------------------------------------------------------------------------
+
+def test_patch_discriminator_and_hinge_losses(gen):
+    from fastdream.distill.losses import PatchDiscriminator, d_hinge, g_hinge
+
+    d = PatchDiscriminator(8)
+    x, y = torch.rand(2, 3, 64, 48, generator=gen), torch.rand(2, 3, 64, 48, generator=gen)
+    assert d(x, y).shape == (2, 1, 4, 3)
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-3.0, 0.0])
+    assert float(d_hinge(real, fake)) == pytest.approx((0 + 0.5) / 2 + (0 + 1) / 2)
+    assert float(g_hinge(fake)) == pytest.approx(1.5)
+
+
+def test_training_with_the_discriminator_resumes_exactly(pairs, tmp_path):
+    cfg = dict(TINY, adversarial_weight=0.5, adversarial_start=1, disc_width=4, steps=4)
+    full = tmp_path / "full.pt"
+    res = train(pairs, full, TrainConfig(**cfg))
+    assert "disc" in res["last_losses"] and "adversarial" in res["last_losses"]
+    part = tmp_path / "part.pt"
+
+    def stop_at_3(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(pairs, part, TrainConfig(**cfg), progress=stop_at_3)
+    train(pairs, part, TrainConfig(**cfg), resume=True)
+    a, b = read_checkpoint(full), read_checkpoint(part)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["discriminator"]:
+        assert torch.equal(a["discriminator"][k], b["discriminator"][k]), k
+
+
+# -- fidelity, judged by EfficientNet-Lite2 --------------------------------------------------------
+
+def test_eval_judges_an_identity_filter_as_no_closer_than_the_photo(tmp_path, gen):
+    """An untrained v2 filter is the identity: its Lite2 ratios are 1 (no closer to the teacher's dream
+    than the photo), while another teacher seed is closer than the photo (ratio below 1)."""
+    pytest.importorskip("onnxruntime")
+    from fastdream.distill.evaluate import evaluate_filter
+    from fastdream.distill.export import export_onnx
+
+    g = DreamNet(GeneratorConfig(width=4, blocks=1, deep=8, mid_blocks=0))
+    opt = torch.optim.Adam(g.parameters())
+    teacher = {"preset": "classic", "objective_spec": {"layers": ["block9"]}, "octaves": 1, "steps": 4,
+               "step_size": 0.03}
+    save_checkpoint(tmp_path / "g.pt", g, opt, 1, TrainConfig(width=4, blocks=1, deep=8, mid_blocks=0), teacher, [])
+    export_onnx(tmp_path / "g.pt", tmp_path / "g.onnx")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(REPO / "examples" / "chelsea.jpg").convert("RGB").save(photos / "cat.png")
+    res = evaluate_filter(photos, model=tmp_path / "g.onnx", size=(96, 64), reference_seed=1)
+    r = res["pictures"][0]
+    assert r["size"] == [96, 64]
+    assert r["lpips_ratio"] == pytest.approx(1.0, abs=1e-3) and r["gram_ratio"] == pytest.approx(1.0, abs=1e-3)
+    assert r["reference_lpips_ratio"] < 0.95
+    assert res["summary"]["lpips_ratio_worst"] == pytest.approx(r["lpips_ratio"])
+    assert abs(r["gain_fraction"]) < 0.05
+
+
+def test_tiled_filter_matches_one_pass_for_a_pointwise_model(tmp_path):
+    """A model without spatial context gives the same picture in tiles (the one tiler of fastdream
+    blends them) as in one pass."""
+    pytest.importorskip("onnxruntime")
+    from fastdream.distill.runtime import FilterRunner
+
+    class Pointwise(torch.nn.Module):
+        def forward(self, x):
+            return (x[:, [2, 0, 1]] * 0.8 + 0.1).clamp(0, 1)
+
+    torch.onnx.export(Pointwise(), (torch.rand(1, 3, 16, 16),), tmp_path / "p.onnx", dynamo=False,
+                      input_names=["image"], output_names=["dream"],
+                      dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "dream": {0: "n", 2: "h", 3: "w"}})
+    x = np.random.default_rng(0).random((1, 3, 70, 90), dtype=np.float32)
+    whole = FilterRunner(tmp_path / "p.onnx", device="cpu").run_numpy(x)
+    tiled = FilterRunner(tmp_path / "p.onnx", device="cpu", max_pixels=1000, tile=32, tile_overlap=8).run_numpy(x)
+    assert np.abs(whole - tiled).max() < 1e-5

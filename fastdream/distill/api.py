@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from fastdream.distill.dataset import CropRecipe
 from fastdream.distill.runtime import FilterRunner
-from fastdream.distill.train import TrainConfig
+from fastdream.distill.config import TrainConfig
 
 
 def dataset(images, output, *, count: int = 256, size: int = 192, preset: str | None = None,
@@ -51,9 +51,10 @@ def dataset(images, output, *, count: int = 256, size: int = 192, preset: str | 
                           resume=resume, shard=shard, progress=progress)
 
 
-def train(data, output, *, resume: bool = False, progress: bool = False, **settings) -> dict:
+def train(data, output, *, resume: bool = False, progress=None, **settings) -> dict:
     """Train a generator on the pairs in ``data``; ``settings`` are ``TrainConfig`` fields (steps, batch,
-    crop, lr, width, blocks, pixel_weight, feature_weight, feature_layers, temporal_weight, seed...)."""
+    crop, lr, width, blocks, pixel_weight, feature_weight, adversarial_weight, seed...); ``progress(done,
+    total)`` is called after every step."""
     from fastdream.distill.train import train as _train
 
     return _train(data, output, TrainConfig(**settings), resume=resume, progress=progress)

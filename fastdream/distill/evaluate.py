@@ -5,8 +5,17 @@ output; the teacher's objective on the input, the teacher output and the filter 
 
 - ``gain_fraction = (obj(filter) - obj(input)) / (obj(teacher) - obj(input))``: how much of the
   teacher's climb the filter reaches in one pass (1.0 = as far as the teacher);
+- ``lpips_ratio`` and ``gram_ratio``: fidelity to the teacher's dream, judged by EfficientNet-Lite2 (a
+  network no part of fastdream trains against; ``fastdream.metrics.Judge``): the LPIPS-style and Gram
+  distances from the filter's output to the teacher's dream, each divided by the same distance from the
+  untouched input (1.0: no closer to the dream than the photo itself; 0: the teacher's dream). These
+  are the figures that tell a filter that dreams the photo from one that stamps its own pattern;
 - ``psnr_db``: PSNR of the filter's output against the teacher's (``input_psnr_db``: of the input);
 - ``teacher_seconds`` and ``filter_seconds`` (median of 3 runs): the time per picture of both.
+
+With ``reference_seed``, a second teacher dream with another seed is judged the same way
+(``reference_lpips_ratio``, ``reference_gram_ratio``): the scale a filter is measured against, since
+the teacher itself does not repeat its dream from seed to seed.
 """
 from __future__ import annotations
 
@@ -59,13 +68,22 @@ def _resize_long(x: torch.Tensor, size: int) -> torch.Tensor:
     return y.clamp(0, 1).mul(255).round().div(255)
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(F.mse_loss(a, b))
-    return 99.0 if mse <= 1e-10 else 10 * np.log10(1.0 / mse)
+def _resize_to(x: torch.Tensor, size) -> torch.Tensor:
+    """``x`` resized (keeping its aspect) and centre-cropped to exactly ``size = (W, H)``, 8-bit rounded."""
+    W, H = size
+    h, w = x.shape[-2:]
+    s = max(H / h, W / w)
+    x = F.interpolate(x, size=(max(H, round(h * s)), max(W, round(w * s))), mode="bilinear", antialias=True,
+                      align_corners=False)
+    y0, x0 = (x.shape[-2] - H) // 2, (x.shape[-1] - W) // 2
+    return x[..., y0:y0 + H, x0:x0 + W].clamp(0, 1).mul(255).round().div(255).contiguous()
 
 
-def evaluate_filter(images, model=None, data=None, size: int = 320, save=None, progress=False, runner=None) -> dict:
-    """Compare a filter with its iterative teacher on the photos in ``images`` (see the module doc)."""
+def evaluate_filter(images, model=None, data=None, size=320, save=None, progress=False, runner=None,
+                    judge=True, reference_seed: int | None = None) -> dict:
+    """Compare a filter with its iterative teacher on the photos in ``images`` (see the module doc).
+    ``size``: a long side (int), or ``(W, H)`` to resize and centre-crop every photo to exactly that."""
+    from fastdream.metrics import Judge, psnr
     from fastdream.api import dream_tensor
     from fastdream.distill.dataset import list_photos, read_teacher
     from fastdream.distill.runtime import FilterRunner
@@ -80,10 +98,11 @@ def evaluate_filter(images, model=None, data=None, size: int = 320, save=None, p
         if not save.parent.is_dir():
             raise InputError(f"{save}: the folder {save.parent} does not exist")
         save.mkdir(exist_ok=True)
+    judge = Judge() if judge is True else (judge or None)
     rows = []
     for f in files:
         x, _ = load_image(f)
-        x = _resize_long(x, size)
+        x = _resize_to(x, size) if isinstance(size, (tuple, list)) else _resize_long(x, size)
         bb, obj, cfg, max_size = teacher_from_params(params, x.shape[-2:])
         ev = Dreamer(bb, obj, cfg)
         t0 = time.perf_counter()
@@ -104,6 +123,12 @@ def evaluate_filter(images, model=None, data=None, size: int = 320, save=None, p
                "gain_fraction": (o_f - o_in) / gain if gain != 0 else float("nan"),
                "psnr_db": psnr(filt, teach), "input_psnr_db": psnr(x, teach),
                "teacher_seconds": t_teacher, "filter_seconds": float(np.median(ts))}
+        if judge is not None:
+            row["lpips_ratio"], row["gram_ratio"] = judge.mimicry(filt, teach, x)
+        ref = None
+        if reference_seed is not None and judge is not None:
+            ref, _ = dream_tensor(x, obj, bb, dataclasses.replace(cfg, seed=reference_seed), max_size=max_size)
+            row["reference_lpips_ratio"], row["reference_gram_ratio"] = judge.mimicry(ref, teach, x)
         rows.append(row)
         if progress:
             import sys
@@ -114,10 +139,18 @@ def evaluate_filter(images, model=None, data=None, size: int = 320, save=None, p
             save_image(x, save / f"{stem}_input.png")
             save_image(teach, save / f"{stem}_teacher.png")
             save_image(filt, save / f"{stem}_filter.png")
+            if ref is not None:
+                save_image(ref, save / f"{stem}_teacher_seed{reference_seed}.png")
     mean = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
-    summary = {"pictures": len(rows), "gain_fraction": mean("gain_fraction"), "psnr_db": mean("psnr_db"),
+    judged = {}
+    for k in ("lpips_ratio", "gram_ratio", "reference_lpips_ratio", "reference_gram_ratio"):
+        if rows and k in rows[0]:
+            judged[k] = mean(k)
+            judged[k + "_worst"] = float(max(r[k] for r in rows))
+    summary = {"pictures": len(rows), **judged, "gain_fraction": mean("gain_fraction"), "psnr_db": mean("psnr_db"),
                "input_psnr_db": mean("input_psnr_db"), "teacher_seconds": mean("teacher_seconds"),
                "filter_seconds": mean("filter_seconds"),
                "speedup": mean("teacher_seconds") / max(1e-9, mean("filter_seconds")),
-               "provider": runner.provider, "size": size}
+               "provider": runner.provider, "size": list(size) if isinstance(size, (tuple, list)) else size,
+               "judge": "efficientnet-lite2" if judge is not None else None}
     return {"model": str(runner.path), "teacher": params, "pictures": rows, "summary": summary}

@@ -51,8 +51,8 @@ def export_onnx(checkpoint, output, *, example_size=(96, 128), check_size=(75, 5
     import onnx
 
     from fastdream import __version__
-    from fastdream.distill.generator import ARCH, STRIDE, count_params
-    from fastdream.distill.train import load_generator
+    from fastdream.distill.checkpoint import load_generator
+    from fastdream.distill.generator import STRIDE, count_params
     from fastdream.imageio import atomic_write
 
     out = pathlib.Path(output)
@@ -67,12 +67,14 @@ def export_onnx(checkpoint, output, *, example_size=(96, 128), check_size=(75, 5
     training = {"steps": ck.get("step"),
                 **{k: tc.get(k) for k in ("batch", "crop", "lr", "pixel_weight", "feature_weight", "feature_layers",
                                           "style_weight", "style_layers", "objective_weight", "objective_target",
-                                          "loss_margin", "temporal_weight", "unpaired") if k in tc},
+                                          "loss_margin", "temporal_weight", "unpaired", "adversarial_weight",
+                                          "adversarial_start", "precision") if k in tc},
                 "val_psnr_db": last.get("val_psnr_db"), "val_input_psnr_db": last.get("val_input_psnr_db"),
                 "params": count_params(model)}
     meta = {
         "fastdream.format": FILTER_FORMAT,
-        "fastdream.arch": json.dumps({"name": ARCH, **ck["generator"], "stride": STRIDE}),
+        "fastdream.arch": json.dumps({"name": model.config.arch, **ck["generator"],
+                                        "stride": STRIDE if model.config.version == 2 else 8}),
         "fastdream.input": f"{INPUT_NAME}: float32 [N, 3, H, W], RGB in [0, 1]",
         "fastdream.output": f"{OUTPUT_NAME}: float32 [N, 3, H, W], RGB in [0, 1]",
         "fastdream.pad_multiple": "1",

@@ -42,16 +42,20 @@ from torch import nn
 
 from fastdream.errors import FastdreamError
 
-ARCH = "fastdream-dreamnet-v1"
-STRIDE = 8  # total downsampling of the encoder (sizes need not be multiples of it)
+ARCH = "fastdream-dreamnet-v2"          # what `distill train` makes
+ARCHS = ("fastdream-dreamnet-v1", ARCH)  # what checkpoints may hold
+STRIDE = 16  # total downsampling of the encoder (sizes need not be multiples of it)
 PADDINGS = ("zeros", "replicate")
 
 
 @dataclasses.dataclass
 class GeneratorConfig:
-    width: int = 16      # channels of the first encoder stage (then 2x, 4x)
-    blocks: int = 4      # residual blocks at 1/8 resolution
+    width: int = 24      # channels of the first encoder stage (v2: then 2x, 4x, `deep`; v1: 2x, 4x)
+    blocks: int = 4      # residual blocks at the coarsest resolution (v2: 1/16, dilations 1, 2, 4, 8; v1: 1/8)
     padding: str = "zeros"  # border handling of every convolution: zeros | replicate
+    version: int = 2     # 1: the first filter's layout (DreamGenerator); 2: DreamNet (deeper, pixel-shuffle output)
+    deep: int = 128      # v2: channels at 1/16 resolution
+    mid_blocks: int = 1  # v2: residual blocks at 1/8 resolution on the way up
 
     def validate(self) -> None:
         if self.padding not in PADDINGS:
@@ -60,6 +64,16 @@ class GeneratorConfig:
             raise FastdreamError(f"generator width must be a whole number in 4..256, got {self.width!r}")
         if not isinstance(self.blocks, int) or not 0 <= self.blocks <= 32:
             raise FastdreamError(f"generator blocks must be a whole number in 0..32, got {self.blocks!r}")
+        if self.version not in (1, 2):
+            raise FastdreamError(f"generator version must be 1 or 2, got {self.version!r}")
+        if not isinstance(self.deep, int) or not 8 <= self.deep <= 1024:
+            raise FastdreamError(f"generator deep width must be a whole number in 8..1024, got {self.deep!r}")
+        if not isinstance(self.mid_blocks, int) or not 0 <= self.mid_blocks <= 16:
+            raise FastdreamError(f"generator mid blocks must be a whole number in 0..16, got {self.mid_blocks!r}")
+
+    @property
+    def arch(self) -> str:
+        return ARCHS[self.version - 1]
 
 
 class SeparableConv(nn.Module):
@@ -102,7 +116,7 @@ class DreamGenerator(nn.Module):
 
     def __init__(self, config: GeneratorConfig | None = None):
         super().__init__()
-        self.config = config or GeneratorConfig()
+        self.config = dataclasses.replace(config or GeneratorConfig(width=16), version=1)
         self.config.validate()
         w, pad = self.config.width, self.config.padding
         self.enc1 = nn.Conv2d(3, w, 3, stride=2, padding=1, padding_mode=pad)
@@ -127,6 +141,70 @@ class DreamGenerator(nn.Module):
         y = F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + e1))  # [B, w, H/2, W/2]
         delta = _resize_to(self.out(y), x)                         # [B, 3, H, W]
         return torch.clamp(x + delta, 0.0, 1.0)
+
+
+class DreamNet(nn.Module):
+    """The second-generation filter (``fastdream-dreamnet-v2``): room to draw the dream's structures.
+
+    Layout (``width=w``, ``deep=d``; shapes for an input ``[B, 3, H, W]``)::
+
+        x ──► conv3x3/2 (3→w)                               e1 [B, w,  H/2,  W/2]
+              separable 3x3/2 (w→2w)                        e2 [B, 2w, H/4,  W/4]
+              separable 3x3/2 (2w→4w)                       e3 [B, 4w, H/8,  W/8]
+              separable 3x3/2 (4w→d)                        e4 [B, d,  H/16, W/16]
+              blocks × residual separable (dilations 1, 2, 4, 8, ...)   at 1/16
+              1x1 (d→4w) → resize to e3 → + e3 → mid_blocks × residual  at 1/8
+              1x1 (4w→2w) → resize to e2 → + e2 → relu(separable 3x3)   at 1/4
+              1x1 (2w→w) → resize to e1 → + e1 → relu(separable 3x3)    at 1/2
+              separable 3x3 (w→12) → pixel shuffle ×2 → crop to H×W = delta
+        out = clamp(x + delta, 0, 1)
+
+    Why: the dream's structures at the size of use (a 640-pixel picture) span up to a few hundred
+    pixels; the dilated blocks at 1/16 see about 1,000 pixels across, so the filter can lay out eyes
+    and swirls over whole objects (the first filter, at 1/8 with dilations 1 and 2, saw about 200). The
+    pixel-shuffle output paints full-resolution detail (the teacher's fine stripes) from half-resolution
+    features, where a bilinear resize of a half-resolution change could only blur it. Everything else
+    as in :class:`DreamGenerator`: any size, no normalization, an identity at initialization.
+    """
+
+    def __init__(self, config: GeneratorConfig | None = None):
+        super().__init__()
+        self.config = dataclasses.replace(config or GeneratorConfig(), version=2)
+        self.config.validate()
+        w, d, pad = self.config.width, self.config.deep, self.config.padding
+        self.enc1 = nn.Conv2d(3, w, 3, stride=2, padding=1, padding_mode=pad)
+        self.enc2 = SeparableConv(w, 2 * w, stride=2, padding=pad)
+        self.enc3 = SeparableConv(2 * w, 4 * w, stride=2, padding=pad)
+        self.enc4 = SeparableConv(4 * w, d, stride=2, padding=pad)
+        self.blocks = nn.Sequential(*[ResidualBlock(d, dilation=2 ** (i % 4), padding=pad)
+                                      for i in range(self.config.blocks)])
+        self.reduce4 = nn.Conv2d(d, 4 * w, 1)
+        self.mid = nn.Sequential(*[ResidualBlock(4 * w, dilation=1 + (i % 2), padding=pad)
+                                   for i in range(self.config.mid_blocks)])
+        self.reduce3 = nn.Conv2d(4 * w, 2 * w, 1)
+        self.dec2 = SeparableConv(2 * w, 2 * w, padding=pad)
+        self.reduce2 = nn.Conv2d(2 * w, w, 1)
+        self.dec1 = SeparableConv(w, w, padding=pad)
+        self.out = SeparableConv(w, 12, padding=pad)
+        nn.init.zeros_(self.out.pointwise.weight)
+        nn.init.zeros_(self.out.pointwise.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, 3, H, W]
+        e1 = F.relu(self.enc1(x))                                   # [B, w, H/2, W/2]
+        e2 = F.relu(self.enc2(e1))                                  # [B, 2w, H/4, W/4]
+        e3 = F.relu(self.enc3(e2))                                  # [B, 4w, H/8, W/8]
+        e4 = F.relu(self.enc4(e3))                                  # [B, d, H/16, W/16]
+        y = self.blocks(e4)
+        y = self.mid(_resize_to(self.reduce4(y), e3) + e3)          # [B, 4w, H/8, W/8]
+        y = F.relu(self.dec2(_resize_to(self.reduce3(y), e2) + e2))  # [B, 2w, H/4, W/4]
+        y = F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + e1))  # [B, w, H/2, W/2]
+        delta = F.pixel_shuffle(self.out(y), 2)[..., :x.shape[-2], :x.shape[-1]]  # [B, 3, H, W]
+        return torch.clamp(x + delta, 0.0, 1.0)
+
+
+def build_generator(config: GeneratorConfig) -> nn.Module:
+    """The generator a config describes (``version`` 1: :class:`DreamGenerator`, 2: :class:`DreamNet`)."""
+    return (DreamGenerator if config.version == 1 else DreamNet)(config)
 
 
 def count_params(model: nn.Module) -> int:

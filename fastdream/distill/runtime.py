@@ -61,29 +61,6 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def _blend_weights(n: int, overlap: int, start_inside: bool, end_inside: bool) -> np.ndarray:
-    """1-D weights of a tile of length ``n``. On a side shared with a neighbour (``*_inside``) the
-    outer quarter of the overlap is ignored (the filter treats a tile edge as a picture edge) and
-    the middle half cross-fades linearly, so that neighbouring weights add up to 1."""
-    w = np.ones(n, np.float32)
-    if overlap > 0:
-        i = np.arange(overlap, dtype=np.float32) + 0.5
-        ramp = np.clip((i - overlap / 4) / (overlap / 2), 0.0, 1.0)
-        if start_inside:
-            w[:overlap] = np.minimum(w[:overlap], ramp)
-        if end_inside:
-            w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
-    return w
-
-
-def _starts(n: int, tile: int, overlap: int) -> list[int]:
-    if n <= tile:
-        return [0]
-    step = tile - overlap
-    s = list(range(0, n - tile, step)) + [n - tile]
-    return sorted(set(s))
-
-
 class FilterRunner:
     """An ONNX dream filter ready to run.
 
@@ -210,20 +187,17 @@ class FilterRunner:
         return y[:, :, :h, :w]
 
     def _run_tiled(self, x: np.ndarray) -> np.ndarray:
-        n, _, H, W = x.shape
-        t, ov = self.tile, self.tile_overlap
-        acc = np.zeros_like(x)
-        wsum = np.zeros((1, 1, H, W), np.float32)
-        for y0 in _starts(H, t, ov):
-            for x0 in _starts(W, t, ov):
-                th, tw = min(t, H), min(t, W)
-                part = self._run(np.ascontiguousarray(x[:, :, y0:y0 + th, x0:x0 + tw]))
-                wy = _blend_weights(th, ov, y0 > 0, y0 + th < H)
-                wx = _blend_weights(tw, ov, x0 > 0, x0 + tw < W)
-                wt = (wy[:, None] * wx[None, :])[None, None]
-                acc[:, :, y0:y0 + th, x0:x0 + tw] += part * wt
-                wsum[:, :, y0:y0 + th, x0:x0 + tw] += wt
-        return acc / wsum
+        """Overlapping tiles of ``tile`` pixels through the model, blended with the one tiler of fastdream
+        (:mod:`fastdream.ops.tiling`: linear ramps over the overlaps, weights summing to one)."""
+        from fastdream.ops.tiling import accumulate_tiles, extract_tiles, tile_layout
+
+        img = torch.from_numpy(x)
+        layout = tile_layout(x.shape[2], x.shape[3], tile=self.tile, overlap=self.tile_overlap)
+        out = torch.zeros_like(img)
+        for n in range(len(layout)):
+            part = self._run(extract_tiles(img, layout, n, 1)[0].numpy())
+            accumulate_tiles(torch.from_numpy(part)[None], layout, out, n)
+        return out.numpy()
 
     def run_numpy(self, x: np.ndarray) -> np.ndarray:
         """``[N, 3, H, W]`` float32 in [0, 1] -> filtered, same shape (strength applied)."""

@@ -1,0 +1,95 @@
+"""The settings of `distill train` (no torch import: the CLI builds its parser from these defaults)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from fastdream.errors import FastdreamError
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    steps: int = 6000
+    batch: int = 4
+    crop: int = 256
+    lr: float = 1e-3
+    min_lr_fraction: float = 0.05
+    version: int = 2            # generator layout (distill.generator): 2 DreamNet, 1 the first filter's
+    width: int = 32
+    blocks: int = 6
+    deep: int = 192
+    mid_blocks: int = 2
+    padding: str = "zeros"
+    pixel_weight: float = 1.0
+    feature_weight: float = 1.0
+    feature_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9", "block12"])
+    adversarial_weight: float = 0.1   # the patch discriminator's term (0: no discriminator)
+    adversarial_start: int = 500      # reconstruction-only steps before the discriminator joins
+    disc_width: int = 32
+    disc_lr: float = 4e-4
+    objective_weight: float = 0.0
+    objective_target: float = 1.0  # the objective term is satisfied at this multiple of the teacher's objective
+    objective_patch: int = 32      # ...in every patch of this many pixels (0: over the whole crop)
+    objective_channels: bool = False  # ...and in every channel of a layer objective
+    style_weight: float = 1.0   # Gram-matrix (texture statistics) loss against the teacher's dream
+    style_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9"])
+    loss_margin: int = 16       # the backbone terms see each crop mirrored outwards by this many pixels
+    temporal_weight: float = 0.0
+    temporal_shift: int = 6
+    photos: str | None = None   # a folder of photos: `unpaired` more crops per step climb the objective only
+    unpaired: int = 0
+    val_every: int = 10         # pair i is held out when i % val_every == 0
+    eval_every: int = 100
+    save_every: int = 50
+    seed: int = 0
+    precision: str = "auto"     # the backbone's in the loss terms: auto | fp32 | bf16 | fp16
+    device: str = "auto"        # auto | cpu | cuda (under torchrun: one GPU per rank)
+
+    def validate(self) -> None:
+        for name in ("steps", "batch", "crop", "val_every", "eval_every", "save_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise FastdreamError(f"{name} must be a whole number >= 1, got {v!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise FastdreamError(f"learning rate must be positive, got {self.lr!r}")
+        if not (0 < self.objective_target <= 10 and math.isfinite(self.objective_target)):
+            raise FastdreamError(f"objective target must be in (0, 10], got {self.objective_target!r}")
+        for name in ("pixel_weight", "feature_weight", "objective_weight", "style_weight", "temporal_weight",
+                     "adversarial_weight"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                raise FastdreamError(f"{name} must be >= 0, got {v!r}")
+        if not isinstance(self.loss_margin, int) or not 0 <= self.loss_margin < self.crop:
+            raise FastdreamError(f"loss margin must be a whole number of pixels in 0..{self.crop - 1} (less than "
+                                 f"the crop), got {self.loss_margin!r}")
+        if not isinstance(self.objective_patch, int) or self.objective_patch < 0:
+            raise FastdreamError(f"objective patch must be a whole number of pixels >= 0, got {self.objective_patch!r}")
+        if not isinstance(self.unpaired, int) or self.unpaired < 0:
+            raise FastdreamError(f"unpaired crops per step must be a whole number >= 0, got {self.unpaired!r}")
+        if self.unpaired and not self.photos:
+            raise FastdreamError("unpaired crops need a folder of photos (--photos)")
+        if self.unpaired and self.objective_weight <= 0:
+            raise FastdreamError("unpaired crops only climb the objective: they need --objective-weight > 0")
+        if self.feature_weight > 0 and not self.feature_layers:
+            raise FastdreamError("a feature loss needs at least one backbone layer")
+        if not isinstance(self.adversarial_start, int) or self.adversarial_start < 0:
+            raise FastdreamError(f"adversarial start must be a whole number of steps >= 0, got {self.adversarial_start!r}")
+        if not (self.disc_lr > 0 and math.isfinite(self.disc_lr)):
+            raise FastdreamError(f"discriminator learning rate must be positive, got {self.disc_lr!r}")
+        if not isinstance(self.disc_width, int) or not 4 <= self.disc_width <= 512:
+            raise FastdreamError(f"discriminator width must be a whole number in 4..512, got {self.disc_width!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise FastdreamError(f"training device must be auto, cpu or cuda, got {self.device!r}")
+        self.generator().validate()
+
+    def generator(self):
+        """The generator's :class:`~fastdream.distill.generator.GeneratorConfig`."""
+        from fastdream.distill.generator import GeneratorConfig
+
+        return GeneratorConfig(width=self.width, blocks=self.blocks, padding=self.padding, version=self.version,
+                               deep=self.deep, mid_blocks=self.mid_blocks)
+
+    def lr_at(self, step: int) -> float:
+        t = min(1.0, step / max(1, self.steps))
+        lo = self.lr * self.min_lr_fraction
+        return lo + (self.lr - lo) * 0.5 * (1 + math.cos(math.pi * t))
