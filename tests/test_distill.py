@@ -197,7 +197,7 @@ def test_dataset_bad_inputs(tmp_path):
 # -- training -------------------------------------------------------------------------------------
 
 TINY = dict(steps=4, batch=2, crop=16, loss_margin=0, width=4, blocks=1, deep=8, mid_blocks=1,
-            feature_weight=0.0, style_weight=0.0,
+            feature_weight=0.0, style_weight=0.0, temporal_weight=0.0,
             objective_weight=0.0, pixel_weight=1.0, eval_every=2, save_every=1,
             val_every=4, seed=5)
 

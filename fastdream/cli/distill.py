@@ -107,8 +107,9 @@ def add_parser(sub):
     t.add_argument("--loss-margin", type=number(int, 0, 4096), default=D.loss_margin,
                    help="the backbone terms see each crop mirrored outwards by this many pixels, so the filter's borders "
                         f"are trained like the rest and frames along them earn nothing (default {D.loss_margin})")
-    t.add_argument("--temporal-weight", type=number(float, 0), default=0.0,
-                   help="consistency of the output on crops shifted by a few pixels (for video; default 0)")
+    t.add_argument("--temporal-weight", type=number(float, 0), default=D.temporal_weight,
+                   help="consistency of the output on crops shifted by a few pixels (stable video; default "
+                        f"{D.temporal_weight})")
     t.add_argument("--val-every", type=number(int, 1), default=D.val_every,
                    help=f"every N-th pair (by index) is held out for validation (default {D.val_every})")
     t.add_argument("--eval-every", type=number(int, 1), default=D.eval_every, help="validate every N steps")

@@ -23,8 +23,8 @@ class TrainConfig:
     pixel_weight: float = 1.0
     feature_weight: float = 1.0
     feature_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9", "block12"])
-    adversarial_weight: float = 0.1   # the patch discriminator's term (0: no discriminator)
-    adversarial_start: int = 500      # reconstruction-only steps before the discriminator joins
+    adversarial_weight: float = 0.2   # the patch discriminator's term (0: no discriminator)
+    adversarial_start: int = 800      # reconstruction-only steps before the discriminator joins
     disc_width: int = 32
     disc_lr: float = 4e-4
     objective_weight: float = 0.0
@@ -34,7 +34,7 @@ class TrainConfig:
     style_weight: float = 1.0   # Gram-matrix (texture statistics) loss against the teacher's dream
     style_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9"])
     loss_margin: int = 16       # the backbone terms see each crop mirrored outwards by this many pixels
-    temporal_weight: float = 0.0
+    temporal_weight: float = 0.5  # shift consistency (stable video; the filter follows the picture, not the grid)
     temporal_shift: int = 6
     photos: str | None = None   # a folder of photos: `unpaired` more crops per step climb the objective only
     unpaired: int = 0
