@@ -1,0 +1,1 @@
+"""The optimization loops: the dream (octaves, tiling, jitter, the step) and its objectives."""
