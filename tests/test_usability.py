@@ -290,7 +290,7 @@ def test_star_weights_everywhere_and_hints_for_the_other_form(tmp_path, small, c
         rc, err = run_main(["dream", small, "-o", out, "--report", rep, *FAST, "--style", spec], capsys)
         assert rc == 0, (spec, err)
         assert "StyleObjective" in json.loads(rep.read_text())["params"]["objective"]
-    from fastdream.cli.style import parse_style
+    from fastdream.objective_text import parse_style
 
     assert parse_style(f"{style}*2") == (str(style), 2.0) and parse_style(f"{style}:2") == (str(style), 2.0)
     assert parse_style(str(style)) == (str(style), 1.0)
@@ -534,7 +534,7 @@ def test_objective_is_measured_the_same_way_whatever_the_tiling(monkeypatch, gen
 
     bb = get_backbone(None, "cpu")
     x = torch.rand(1, 3, 150, 220, generator=gen)
-    obj = Layer("block9") + 0.5 * ClassLogit(107).restrict(box=(0.0, 0.5, 1.0, 1.0))
+    obj = Layer("block9") + 0.5 * ClassLogit(107).restrict(box=(0.5, 0.0, 1.0, 1.0))
     configs = [DreamConfig(), DreamConfig(max_tile_pixels=4000), DreamConfig(tile=64, tile_overlap=16)]
     values = [Dreamer(bb, obj, c).evaluate(x) for c in configs]
     assert values[0] == values[1] == values[2], values

@@ -79,7 +79,7 @@ class DreamProcessor:
         self._cfg = dataclasses.replace(self.cfg, seed=frame_seed(self.cfg.seed, index))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        from fastdream.api import dream_tensor
+        from fastdream.engine.dream import dream_tensor
 
         out, stats = dream_tensor(x, self.objective, self.backbone, self._cfg, max_size=self.max_size)
         self.steps += stats.steps_done
