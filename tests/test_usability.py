@@ -172,6 +172,8 @@ def test_sheet_refuses_objective_flags(tmp_path, small, capsys):
 
 
 def test_web_report_names_the_default_preset():
+    from fastdream.engine.compose import Term
+    from fastdream.engine.objectives import ClassLogit
     from fastdream.web.jobs import DreamRequest, Job, JobQueue
 
     q = JobQueue(torch.device("cpu"))
@@ -179,7 +181,7 @@ def test_web_report_names_the_default_preset():
     job = Job(id="t", request=DreamRequest(picture=x, overrides={"octaves": 1, "steps": 1}))
     _, report = q._dream(job)
     assert report["params"]["preset"] == "classic" and report["params"]["objective"] == "Layer('block9', 'l2')"
-    job = Job(id="u", request=DreamRequest(picture=x, preset="eyes", classes=["jellyfish"],
+    job = Job(id="u", request=DreamRequest(picture=x, preset="eyes", terms=[Term(ClassLogit("jellyfish"))],
                                            overrides={"octaves": 1, "steps": 1}))
     _, report = q._dream(job)
     # the class replaces the preset's layers; the BN and TV priors come with a class (docs/priors.md)
