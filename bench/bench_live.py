@@ -97,7 +97,7 @@ def gains_over_time(clip, out, size, every=8) -> list[list[float]]:
 
     from fastdream.api import get_backbone, make_config
     from fastdream.engine.dream import Dreamer
-    from fastdream.engine.spec import build_objective
+    from fastdream.objective_text import build_objective
     from fastdream.video import io as vio
 
     W, H = size

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     from fastdream.api import get_backbone, make_config
     from fastdream.bench.kernels import metadata
     from fastdream.convert import resolve_device
-    from fastdream.engine.spec import build_objective
+    from fastdream.objective_text import build_objective
     from fastdream.video import io as vio
     from fastdream.video.coherence import Coherence, DreamProcessor, to_tensor, to_uint8
 

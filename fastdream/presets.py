@@ -61,6 +61,40 @@ def get_preset(name: str) -> dict:
     return PRESETS[name]
 
 
+def make_config(preset: str | None = None, **overrides) -> tuple["DreamConfig", list[str]]:
+    """A DreamConfig from a preset (default ``classic``) and overrides; also the preset's layers."""
+    import dataclasses
+
+    from fastdream.engine.dream import DreamConfig
+
+    p = get_preset(preset or DEFAULT_PRESET)
+    fields = {f.name for f in dataclasses.fields(DreamConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise FastdreamError(f"unknown dream option(s): {', '.join(unknown)}")
+    cfg = DreamConfig(**{**p["config"], **{k: v for k, v in overrides.items() if v is not None}})
+    cfg.validate()
+    return cfg, list(p["layers"])
+
+
+def preset_objective(preset: str | None, objective, backbone, size):
+    """The objective that runs, by the one rule of ``fastdream.presets.OBJECTIVE_RULE``: an explicit
+    objective replaces the preset's; without one, the preset's (default ``classic``) layers."""
+    from fastdream.engine.compose import Term, check_layer, dream_objective
+    from fastdream.engine.objectives import Layer
+
+    if objective is not None:
+        return objective
+    name = preset or DEFAULT_PRESET
+    layers = list(get_preset(name)["layers"])
+    for layer in layers:
+        try:
+            check_layer(backbone, layer)
+        except FastdreamError as e:
+            raise FastdreamError(f"preset {name}: {e}") from None
+    return dream_objective([Term(Layer(layer)) for layer in layers])
+
+
 def describe() -> str:
     return "; ".join(f"{k}: {v['description']}" for k, v in PRESETS.items())
 

@@ -61,7 +61,7 @@ def test_layer_kinds():
 def test_masked_gradient_stays_in_the_box(shift):
     bb = pointwise_backbone()
     x = picture()
-    box = (0.25, 0.5, 0.75, 1.0)  # y0, x0, y1, x1: right half, middle rows
+    box = (0.5, 0.25, 1.0, 0.75)  # x0, y0, x1, y1: right half, middle rows
     d = Dreamer(bb, Layer("2").restrict(box=box), DreamConfig(octaves=1, steps=1, jitter=0))
     g, _ = d.gradient(x, shift)
     g = torch.roll(g, shifts=(-shift[0], -shift[1]), dims=(2, 3)).abs().sum(1)[0]  # picture coordinates
@@ -198,7 +198,7 @@ def test_class_objective_is_spatial_and_maskable(lite0):
 
 def test_default_preset_doubles_the_objective_on_an_untuned_photo(lite0):
     from fastdream.api import dream_tensor, make_config
-    from fastdream.engine.spec import build_objective
+    from fastdream.objective_text import build_objective
     from fastdream.imageio import load_image
     from conftest import REPO
 

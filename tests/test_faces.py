@@ -86,7 +86,7 @@ def test_too_small_for_the_detector(det):
 def test_face_objective_gradient_and_report(det):
     x, _ = load_image(DATA / "astronaut_128.jpg")
     x = torch.nn.functional.interpolate(x, size=(256, 256), mode="bilinear", antialias=True).clamp(0, 1)
-    on_face = Face((32 / 256, 92 / 256, 86 / 256, 134 / 256), detector=det)
+    on_face = Face((92 / 256, 32 / 256, 134 / 256, 86 / 256), detector=det)
     off_face = Face((150 / 256, 150 / 256, 210 / 256, 210 / 256), detector=det)
     with torch.no_grad():
         v_on = float(on_face({}, Context((256, 256), image=x)))

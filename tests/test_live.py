@@ -32,7 +32,7 @@ def pan(tmp_path_factory):
 @pytest.fixture(scope="module")
 def live_setup():
     from fastdream.api import get_backbone, make_config
-    from fastdream.engine.spec import build_objective
+    from fastdream.objective_text import build_objective
 
     bb = get_backbone(None, "cpu")
     cfg, layers = make_config("classic", precision="fp32")

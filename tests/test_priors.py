@@ -12,7 +12,8 @@ from fastdream.backbones.base import bn_statistic
 from fastdream.engine.dream import DreamConfig, Dreamer
 from fastdream.engine.objectives import (BNPrior, BoxView, ClassLogit, Context, L2Prior, Layer, TVPrior, sample_views,
                                          tv_penalty)
-from fastdream.engine.spec import PriorSpec, parse_priors, parse_region
+from fastdream.engine.compose import PriorSpec
+from fastdream.objective_text import parse_priors, parse_region
 from fastdream.errors import FastdreamError
 
 
@@ -124,7 +125,7 @@ def test_sample_views_geometry():
     H, W = 40, 60
     yy, xx = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
     pic = torch.stack([xx / W, yy / H, torch.zeros_like(xx)])[None]
-    box = (0.25, 0.5, 0.75, 1.0)  # y0, x0, y1, x1
+    box = (0.5, 0.25, 1.0, 0.75)  # x0, y0, x1, y1
     v, win = sample_views(pic, box, (20, 30))
     assert v.shape == (1, 3, 20, 30)
     torch.testing.assert_close(win, torch.tensor([[30.0, 10.0, 60.0, 30.0]]))
@@ -151,7 +152,7 @@ def _photo(h, w):
 def test_box_view_changes_only_its_box():
     bb = load_backbone()
     x = _photo(96, 128)
-    obj = BoxView(ClassLogit(107, log_prob=True) + BNPrior(0.002), box=(0.1, 0.2, 0.6, 0.7), size=64)
+    obj = BoxView(ClassLogit(107, log_prob=True) + BNPrior(0.002), box=(0.2, 0.1, 0.7, 0.6), size=64)
     out, _ = Dreamer(bb, obj, DreamConfig(octaves=1, steps=6, jitter=6, step_size=0.004)).run(x)
     changed = (out - x).abs().sum(1)[0] > 0
     rows, cols = changed.any(1).nonzero(), changed.any(0).nonzero()
@@ -190,8 +191,8 @@ def test_parse_priors():
 
 def test_region_boxes_are_checked():
     size = (100, 200)  # H, W
-    assert parse_region("0.1,0.2,0.5,0.6", size, "--class") == {"box": (0.2, 0.1, 0.6, 0.5)}
-    assert parse_region("20,10,100,60", size, "--class") == {"box": (0.1, 0.1, 0.6, 0.5)}
+    assert parse_region("0.1,0.2,0.5,0.6", size, "--class") == (0.1, 0.2, 0.5, 0.6)   # x0, y0, x1, y1
+    assert parse_region("20,10,100,60", size, "--class") == (0.1, 0.1, 0.5, 0.6)
     for bad in ["0.5,0.1,0.2,0.6",      # inverted
                 "0.2,0.2,0.2,0.6",      # empty
                 "10,10,300,50",         # outside the picture (pixels)

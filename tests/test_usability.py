@@ -173,6 +173,8 @@ def test_sheet_refuses_objective_flags(tmp_path, small, capsys):
 
 
 def test_web_report_names_the_default_preset():
+    from fastdream.engine.compose import Term
+    from fastdream.engine.objectives import ClassLogit
     from fastdream.web.jobs import DreamRequest, Job, JobQueue
 
     q = JobQueue(torch.device("cpu"))
@@ -180,7 +182,7 @@ def test_web_report_names_the_default_preset():
     job = Job(id="t", request=DreamRequest(picture=x, overrides={"octaves": 1, "steps": 1}))
     _, report = q._dream(job)
     assert report["params"]["preset"] == "classic" and report["params"]["objective"] == "Layer('block9', 'l2')"
-    job = Job(id="u", request=DreamRequest(picture=x, preset="eyes", classes=["jellyfish"],
+    job = Job(id="u", request=DreamRequest(picture=x, preset="eyes", terms=[Term(ClassLogit("jellyfish"))],
                                            overrides={"octaves": 1, "steps": 1}))
     _, report = q._dream(job)
     # the class replaces the preset's layers; the BN and TV priors come with a class (docs/priors.md)
@@ -291,7 +293,7 @@ def test_star_weights_everywhere_and_hints_for_the_other_form(tmp_path, small, c
         rc, err = run_main(["dream", small, "-o", out, "--report", rep, *FAST, "--style", spec], capsys)
         assert rc == 0, (spec, err)
         assert "StyleObjective" in json.loads(rep.read_text())["params"]["objective"]
-    from fastdream.cli.style import parse_style
+    from fastdream.objective_text import parse_style
 
     assert parse_style(f"{style}*2") == (str(style), 2.0) and parse_style(f"{style}:2") == (str(style), 2.0)
     assert parse_style(str(style)) == (str(style), 1.0)
@@ -536,7 +538,7 @@ def test_objective_is_measured_the_same_way_whatever_the_tiling(monkeypatch, gen
 
     bb = get_backbone(None, "cpu")
     x = torch.rand(1, 3, 150, 220, generator=gen)
-    obj = Layer("block9") + 0.5 * ClassLogit(107).restrict(box=(0.0, 0.5, 1.0, 1.0))
+    obj = Layer("block9") + 0.5 * ClassLogit(107).restrict(box=(0.5, 0.0, 1.0, 1.0))
     configs = [DreamConfig(), DreamConfig(max_tile_pixels=4000), DreamConfig(tile=64, tile_overlap=16)]
     values = [Dreamer(bb, obj, c).evaluate(x) for c in configs]
     assert values[0] == values[1] == values[2], values

@@ -23,7 +23,7 @@ def main(argv=None):
     ap.add_argument("--save", help="folder for the pictures")
     args = ap.parse_args(argv)
     from fastdream.backbones import get_backbone
-    from fastdream.engine.spec import PriorSpec, make_priors
+    from fastdream.engine.compose import PriorSpec, make_priors
     from fastdream.featvis.api import fit_size
     from fastdream.featvis.invert import INVERT_PRIOR_WEIGHTS, InvertConfig, invert_layers
     from fastdream.imageio import load_image, save_image

@@ -194,7 +194,7 @@ def dream_setup(args, size, device):
     The objective follows presets.OBJECTIVE_RULE; ``params["objective"]`` is what runs. Objects in boxes
     (``--class NAME@BOX``, ``--face``) get the objects schedule unless a preset is named."""
     from fastdream.api import get_backbone, make_config, preset_objective
-    from fastdream.engine.spec import build_objective, guide_objective, parse_priors
+    from fastdream.objective_text import build_objective, guide_objective, parse_priors, parse_style
     from fastdream.presets import DEFAULT_PRESET
 
     overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
@@ -223,7 +223,6 @@ def dream_setup(args, size, device):
         raise FastdreamError("--guide-layer needs --guide IMAGE")
     objective = preset_objective(args.preset, objective, backbone, size)
     if getattr(args, "style", None):
-        from fastdream.cli.style import parse_style
         from fastdream.stylize.objective import StyleObjective
 
         styles = [parse_style(s, "--style") for s in args.style]

@@ -123,12 +123,9 @@ def dream_one(args, inp, out, device, desc, loaded, t0):
     extra = {}
     if args.faces:  # what the full detection cascade finds on the output, box by box
         from fastdream.engine.faces import face_report, found_faces
-        from fastdream.engine.spec import parse_region
+        from fastdream.objective_text import parse_face
 
-        boxes = []
-        for s in args.faces:
-            y0, x0, y1, x1 = parse_region(s, (H, W), "--face")["box"]
-            boxes.append((x0 * W, y0 * H, x1 * W, y1 * H))
+        boxes = [parse_face(s, (H, W)).pixels((H, W)) for s in args.faces]
         extra["faces"] = face_report(result.cpu(), boxes)
         extra["faces_found"] = found_faces(result.cpu())
     save_image(result.cpu(), out, meta, params=params, quality=args.quality)

@@ -57,7 +57,7 @@ def run(args) -> int:
     from fastdream.cli.visualize import check_report_path
     from fastdream.convert import resolve_device
     from fastdream.featvis.api import fit_size, get_backbone
-    from fastdream.engine.spec import parse_priors
+    from fastdream.objective_text import parse_priors
     from fastdream.featvis.invert import (InvertConfig, invert_layers, invert_prior, resolve_layers, table_csv,
                                           table_markdown)
     from fastdream.featvis.sheet import make_sheet, save_pil

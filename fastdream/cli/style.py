@@ -6,7 +6,7 @@ import pathlib
 import time
 
 from fastdream.cli.common import add_precision_option, number, progress_bar, resolve_precision
-from fastdream.errors import FastdreamError, InputError
+from fastdream.errors import InputError
 
 
 def _iters(s: str):
@@ -83,21 +83,11 @@ def add_parser(sub):
     return p
 
 
-def parse_style(spec: str, flag: str = "style") -> tuple[str, float]:
-    """``"path.jpg*0.5"`` (the weight form of every flag) or ``"path.jpg:0.5"`` -> ``("path.jpg", 0.5)``;
-    a path that exists as written wins over a weight."""
-    from fastdream.engine.spec import split_path_weight
-
-    try:
-        return split_path_weight(spec, flag, colon=True)
-    except FastdreamError as e:
-        raise InputError(str(e)) from None
-
-
 def run(args) -> int:
     from fastdream.stylize.api import get_backbone
     from fastdream.convert import resolve_device
     from fastdream.imageio import check_output_path, load_image, save_image
+    from fastdream.objective_text import parse_style
     from fastdream.report import peak_rss_mb, write_report
     from fastdream.stylize.gram import blend_grams
     from fastdream.stylize.transfer import StyleConfig, StyleTransfer

@@ -50,7 +50,7 @@ class DreamConfig:
     recursion_scale: float = 0.85
     recursion_blend: float = 0.15
     channels_last: bool = True
-    finish_steps: int | None = None   # with max_size (api.dream_tensor): steps at full size after the detail
+    finish_steps: int | None = None   # with max_size (dream_tensor): steps at full size after the detail
     #                                   is added back; None: half the steps per octave (rounded up); 0: none
     precision: str = "auto"           # the backbone's: auto | fp32 | bf16 | fp16 (see fastdream.precision)
     # colour-decorrelated steps: the gradient's colour is mapped through the photos' colour covariance
@@ -371,3 +371,44 @@ class Dreamer:
                 detail = img.sub_(base)  # reuse the picture's buffer for the detail
             del grad_buf
         return img, done
+
+
+def dream_tensor(x: torch.Tensor, objective: Objective, backbone, cfg: DreamConfig, max_size: int | None = None,
+                 progress=None, on_octave=None, consume: bool = False):
+    """Dream ``x`` ``[1, 3, H, W]``. With ``max_size`` the dream runs with the longest side at most
+    ``max_size``, its detail is added back onto the full-size picture (the output keeps the size), and
+    ``cfg.finish_steps`` steps at full size (default: half the steps per octave) finish it there: the
+    added detail alone is the small dream's structures enlarged, which the network at full size hardly
+    sees (chelsea at 902x600, --max-size 160: objective 19.5 -> 17.8 in 0.5 s without the finish, 43.1
+    in 1.8 s with 5 steps; the full-size dream reaches 85.4 in 5.0 s)."""
+    dreamer = Dreamer(backbone, objective, cfg)
+    H, W = x.shape[-2:]
+    if max_size is not None and max(H, W) > max_size:
+        s = max_size / max(H, W)
+        small = ops.resample(x, (max(1, round(H * s)), max(1, round(W * s))), mode="bilinear", antialias=True)
+        finish = (cfg.steps + 1) // 2 if cfg.finish_steps is None else cfg.finish_steps
+        seen = {"total": 0}
+
+        def small_progress(done, total):
+            seen["total"] = total
+            if progress is not None:
+                progress(done, total + finish)
+
+        out_small, stats = dreamer.run(small, progress=small_progress, on_octave=on_octave)
+        detail = out_small.sub_(small)
+        out = ops.octave_upsample_add(detail, x, mode="bicubic").clamp_(0, 1)
+        del detail, out_small
+        if finish > 0:
+            fcfg = dataclasses.replace(cfg, octaves=1, steps=finish, recursions=0, init="image",
+                                       seed=None if cfg.seed is None else cfg.seed + 1)
+            done0 = seen["total"]
+            out, fstats = Dreamer(backbone, objective, fcfg).run(
+                out, progress=None if progress is None else (lambda d, t: progress(done0 + d, done0 + t)),
+                consume=True)
+            stats.steps_done += fstats.steps_done
+            stats.skipped_steps += fstats.skipped_steps
+            stats.octave_sizes = [[int(H), int(W)], *stats.octave_sizes]
+            if on_octave is not None:
+                on_octave(len(stats.octave_sizes) - 1, out)
+        return out, stats
+    return dreamer.run(x, progress=progress, on_octave=on_octave, consume=consume)

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import torch
 
-from fastdream.engine.objectives import Context, Objective, _feathered_box, sample_views
+from fastdream.engine.objectives import Box, Context, Objective, _feathered_box, as_box, sample_views
 from fastdream.errors import FastdreamError
 
 DETECTED_IOU = 0.5
 
 
-def _check_box(box) -> tuple[float, float, float, float]:
-    y0, x0, y1, x1 = (float(v) for v in box)
-    if not (0 <= y0 < y1 <= 1 and 0 <= x0 < x1 <= 1):
-        raise FastdreamError(f"face box {box} must be fractions 0 <= y0 < y1 <= 1, 0 <= x0 < x1 <= 1")
-    return y0, x0, y1, x1
+def _check_box(box) -> Box:
+    return as_box(box, "face box")
 
 
 def box_iou_diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -47,9 +44,9 @@ def _unrolled(ctx: Context) -> torch.Tensor:
 
 
 class Face(Objective):
-    """A face in ``box`` ``(y0, x0, y1, x1)`` (fractions of the picture), as MTCNN sees it.
+    """A face in ``box`` ``(x0, y0, x1, y1)`` (fractions of the picture), as MTCNN sees it.
 
-    >>> obj = Face((0.1, 0.1, 0.4, 0.35)) + Face((0.1, 0.6, 0.4, 0.85))
+    >>> obj = Face((0.1, 0.1, 0.35, 0.4)) + Face((0.6, 0.1, 0.85, 0.4))
     """
 
     whole_picture = True
@@ -81,11 +78,12 @@ class Face(Objective):
         return torch.roll(m, shifts=ctx.shift, dims=(0, 1)) if ctx.shift != (0, 0) else m
 
     def window(self, H: int, W: int) -> tuple[float, float, float, float]:
-        """The square window (MTCNN's ``rerec``) about the box, as fractions (may reach outside)."""
-        y0, x0, y1, x1 = self.box
+        """The square window (MTCNN's ``rerec``) about the box, ``(x0, y0, x1, y1)`` as fractions (may
+        reach outside)."""
+        x0, y0, x1, y1 = self.box
         side = max((y1 - y0) * H, (x1 - x0) * W)
         cy, cx = (y0 + y1) / 2 * H, (x0 + x1) / 2 * W
-        return ((cy - side / 2) / H, (cx - side / 2) / W, (cy + side / 2) / H, (cx + side / 2) / W)
+        return ((cx - side / 2) / W, (cy - side / 2) / H, (cx + side / 2) / W, (cy + side / 2) / H)
 
     def stage_values(self, picture: torch.Tensor, generator=None) -> dict[str, torch.Tensor]:
         """Per network: (log p(face), IoU of its regressed box with the target) ``[n * B]`` each."""
@@ -93,7 +91,7 @@ class Face(Objective):
 
         det = self.detector.to(picture.device)
         H, W = picture.shape[-2:]
-        y0, x0, y1, x1 = self.box
+        x0, y0, x1, y1 = self.box
         target = torch.tensor([[x0 * W, y0 * H, x1 * W, y1 * H]], device=picture.device)
         n = self.views if generator is not None else 1
         out = {}
@@ -124,8 +122,8 @@ class Face(Objective):
 
 
 class FaceSuppress(Objective):
-    """Fewer faces outside ``keep`` boxes: minus P-Net's mean face probability over the picture pyramid,
-    at the windows whose centre lies outside every kept box."""
+    """Fewer faces outside ``keep`` boxes (``(x0, y0, x1, y1)``, fractions): minus P-Net's mean face
+    probability over the picture pyramid, at the windows whose centre lies outside every kept box."""
 
     whole_picture = True
 
@@ -158,7 +156,7 @@ class FaceSuppress(Objective):
             cy = ((2 * torch.arange(hh, device=p.device) + PNET_SIZE / 2) / s) / H  # window centres, fractions
             cx = ((2 * torch.arange(ww, device=p.device) + PNET_SIZE / 2) / s) / W
             outside = torch.ones(hh, ww, dtype=torch.bool, device=p.device)
-            for y0, x0, y1, x1 in self.keep:
+            for x0, y0, x1, y1 in self.keep:
                 inside = ((cy >= y0) & (cy <= y1))[:, None] & ((cx >= x0) & (cx <= x1))[None, :]
                 outside &= ~inside
             if outside.any():

@@ -7,6 +7,9 @@ climbs its gradient. Objectives add and scale like numbers (a negative weight su
 >>> obj = Layer("block9") + 0.5 * Channel("block11", [12, 40]) - ClassLogit(281)
 >>> obj = Layer("block9").restrict(box=(0.0, 0.0, 0.5, 1.0))   # only the left half of the picture
 
+A box is ``(x0, y0, x1, y1)`` as fractions of the picture (0..1), the order of the command line and of
+PIL, everywhere (``Box`` names the fields).
+
 Spatial objectives (layer, channel, neuron, class map, guide) are means over activation positions, so a
 mask restricts them to a region; masks are given in picture coordinates and follow the jitter shift and
 the tile window of every step.
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,43 @@ import torch.nn.functional as F
 from fastdream.errors import FastdreamError
 
 LAYER_KINDS = ("l2", "mean", "l1", "abs_l2")
+
+
+class Box(NamedTuple):
+    """A box as fractions of the picture (0..1): ``x0, y0`` its top left corner, ``x1, y1`` its bottom
+    right one; the order of the command line (``@x0,y0,x1,y1``) and of PIL. Any 4-sequence in this order
+    works where a box is taken."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def pixels(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """``(x0, y0, x1, y1)`` in pixels of a picture of ``size`` (H, W)."""
+        H, W = size
+        return self.x0 * W, self.y0 * H, self.x1 * W, self.y1 * H
+
+
+BOX_ORDER_NOTE = ("a box is (x0, y0, x1, y1), fractions of the picture, the order of the command line and of PIL "
+                  "(fastdream 0.1 took (y0, x0, y1, x1) in Python: swap the pairs of such a box)")
+
+
+def as_box(box, what: str = "box") -> Box:
+    """``box`` (any 4 numbers ``x0, y0, x1, y1``, fractions) as a checked :class:`Box`. The old Python
+    order ``(y0, x0, y1, x1)`` cannot be told apart by value (a box valid in one order is valid in the
+    other), so a bad box's message says which order is meant."""
+    try:
+        vals = tuple(float(v) for v in box)
+    except (TypeError, ValueError):
+        raise FastdreamError(f"{what} {box!r}: expected 4 numbers; {BOX_ORDER_NOTE}") from None
+    if len(vals) != 4:
+        raise FastdreamError(f"{what} {box!r}: expected 4 numbers, got {len(vals)}; {BOX_ORDER_NOTE}")
+    x0, y0, x1, y1 = vals
+    if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+        raise FastdreamError(f"{what} {tuple(box)} must be fractions 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1; "
+                             f"{BOX_ORDER_NOTE}")
+    return Box(x0, y0, x1, y1)
 
 
 @dataclasses.dataclass
@@ -77,8 +117,8 @@ class Objective:
         return self + (-other)
 
     def restrict(self, mask=None, *, box=None) -> "Masked":
-        """This objective only inside a region: ``box=(y0, x0, y1, x1)`` as fractions of the picture
-        (0..1) or a mask tensor ``[H, W]`` (any size, resized; values in [0, 1])."""
+        """This objective only inside a region: ``box=(x0, y0, x1, y1)`` as fractions of the picture
+        (0..1, a :class:`Box`) or a mask tensor ``[H, W]`` (any size, resized; values in [0, 1])."""
         return Masked(self, mask=mask, box=box)
 
 
@@ -322,9 +362,7 @@ class Masked(Objective):
         if (mask is None) == (box is None):
             raise FastdreamError("restrict() takes a mask or a box, not both or neither")
         if box is not None:
-            y0, x0, y1, x1 = (float(v) for v in box)
-            if not (0 <= y0 < y1 <= 1 and 0 <= x0 < x1 <= 1):
-                raise FastdreamError(f"box {box} must be fractions 0 <= y0 < y1 <= 1, 0 <= x0 < x1 <= 1")
+            box = as_box(box)
         self.inner, self.box = inner, box
         self.mask = None if mask is None else torch.as_tensor(mask, dtype=torch.float32).squeeze()
         if self.mask is not None and self.mask.dim() != 2:
@@ -338,7 +376,7 @@ class Masked(Objective):
         key = (H, W, str(device))
         if key not in self._cache:
             if self.box is not None:
-                y0, x0, y1, x1 = self.box
+                x0, y0, x1, y1 = self.box
                 m = torch.zeros(H, W)
                 m[int(round(y0 * H)):max(int(round(y1 * H)), int(round(y0 * H)) + 1),
                   int(round(x0 * W)):max(int(round(x1 * W)), int(round(x0 * W)) + 1)] = 1.0
@@ -376,7 +414,7 @@ class Masked(Objective):
                              "to a region")
 
     def __repr__(self):
-        return f"Masked({self.inner!r}, box={self.box})"
+        return f"Masked({self.inner!r}, box={None if self.box is None else tuple(self.box)})"
 
 
 def collect_taps(obj: Objective) -> list[str]:
@@ -480,9 +518,9 @@ def _resized_mask(mask: torch.Tensor, H: int, W: int) -> torch.Tensor:
 
 
 def _feathered_box(H: int, W: int, box, inward: bool = True) -> torch.Tensor:
-    """A box ``(y0, x0, y1, x1)`` as fractions -> a mask ``[H, W]``: 1 inside, a linear ramp of about 3 %
+    """A box ``(x0, y0, x1, y1)`` as fractions -> a mask ``[H, W]``: 1 inside, a linear ramp of about 3 %
     of the picture inside its edges (nothing outside changes), at least one pixel."""
-    y0, x0, y1, x1 = box
+    x0, y0, x1, y1 = box
     r0, r1 = int(round(y0 * H)), max(int(round(y1 * H)), int(round(y0 * H)) + 1)
     c0, c1 = int(round(x0 * W)), max(int(round(x1 * W)), int(round(x0 * W)) + 1)
     ramp = max(1.0, 0.03 * min(H, W))
@@ -507,7 +545,7 @@ class BoxView(Objective):
     The network then sees the object at the scale it was trained on whatever the box's size, the
     rest of the picture stays as it was, and priors inside ``inner`` (``BNPrior``...) judge the view.
 
-    >>> obj = BoxView(ClassLogit(107) + BNPrior(0.01), box=(0.1, 0.5, 0.6, 0.95))   # (y0, x0, y1, x1)
+    >>> obj = BoxView(ClassLogit(107) + BNPrior(0.01), box=(0.5, 0.1, 0.95, 0.6))   # (x0, y0, x1, y1)
     """
 
     whole_picture = True  # needs the whole picture, not one tile
@@ -525,14 +563,12 @@ class BoxView(Objective):
             if inside.numel() == 0:
                 raise FastdreamError("the mask is empty (no pixel above 0.5)")
             h, w = self.mask.shape
-            box = (float(inside[:, 0].min()) / h, float(inside[:, 1].min()) / w,
-                   float(inside[:, 0].max() + 1) / h, float(inside[:, 1].max() + 1) / w)
-        y0, x0, y1, x1 = (float(v) for v in box)
-        if not (0 <= y0 < y1 <= 1 and 0 <= x0 < x1 <= 1):
-            raise FastdreamError(f"box {box} must be fractions 0 <= y0 < y1 <= 1, 0 <= x0 < x1 <= 1")
+            box = (float(inside[:, 1].min()) / w, float(inside[:, 0].min()) / h,
+                   float(inside[:, 1].max() + 1) / w, float(inside[:, 0].max() + 1) / h)
+        box = as_box(box)
         if not 16 <= int(size) <= 4096 or int(views) < 1:
             raise FastdreamError(f"BoxView needs size 16..4096 and views >= 1, got {size}, {views}")
-        self.inner, self.box = inner, (y0, x0, y1, x1)
+        self.inner, self.box = inner, box
         self.size, self.jitter, self.scale, self.flip, self.views = int(size), float(jitter), tuple(scale), flip, int(views)
         self._cache: dict = {}
 
@@ -556,7 +592,7 @@ class BoxView(Objective):
         return torch.roll(m, shifts=ctx.shift, dims=(0, 1)) if ctx.shift != (0, 0) else m
 
     def view_size(self, H: int, W: int) -> tuple[int, int]:
-        y0, x0, y1, x1 = self.box
+        x0, y0, x1, y1 = self.box
         bh, bw = (y1 - y0) * H, (x1 - x0) * W
         s = self.size / math.sqrt(bh * bw)
         return max(16, round(bh * s)), max(16, round(bw * s))
@@ -591,7 +627,7 @@ class BoxView(Objective):
 def sample_views(picture: torch.Tensor, box, out_hw: tuple[int, int], n: int = 1,
                  generator: torch.Generator | None = None, jitter: float = 0.0,
                  scale: tuple[float, float] = (1.0, 1.0), flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Views of one region of ``picture`` ``[B, 3, H, W]``: the box ``(y0, x0, y1, x1)`` (fractions),
+    """Views of one region of ``picture`` ``[B, 3, H, W]``: the box ``(x0, y0, x1, y1)`` (fractions),
     moved by up to ``jitter`` of its size, its size divided by a factor drawn from ``scale`` (> 1
     zooms in), mirrored at random when ``flip``, resampled to ``out_hw`` (bilinear, the picture shrunk
     with antialiasing first where the view is much smaller than the box; borders reflected).
@@ -599,7 +635,7 @@ def sample_views(picture: torch.Tensor, box, out_hw: tuple[int, int], n: int = 1
     Returns the views ``[n * B, 3, oh, ow]`` (view i of picture b at ``i * B + b``) and the window each
     view shows, ``[n, 4]`` (x0, y0, x1, y1) in picture pixels. Without a generator: the box itself."""
     B, _, H, W = picture.shape
-    y0, x0, y1, x1 = box
+    x0, y0, x1, y1 = box
     oh, ow = out_hw
     # the box's centre and half sizes in normalized [-1, 1] picture coordinates
     cy, cx = (y0 + y1) - 1.0, (x0 + x1) - 1.0

@@ -139,7 +139,7 @@ INVERT_PRIOR_WEIGHTS = {"bn": 2e-6, "tv": 0.01, "l2": 1e-3, "critic": 1.0}
 def invert_prior(backbone, layer: str, specs=None, device="cpu"):
     """The prior objective for inverting ``layer`` from PriorSpecs (None or []: no further prior; the
     inversion's own TV and alpha-norm priors stay)."""
-    from fastdream.engine.spec import make_priors
+    from fastdream.engine.compose import make_priors
 
     if not specs:
         return None

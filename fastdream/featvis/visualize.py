@@ -51,7 +51,7 @@ class Target:
 
 
 def _split_weight(spec: str, flag: str) -> tuple[str, float]:
-    from fastdream.engine.spec import split_weight_region
+    from fastdream.objective_text import split_weight_region
 
     body, w, region = split_weight_region(str(spec), flag)
     if region is not None:
@@ -144,9 +144,9 @@ VISUALIZE_PRIOR_WEIGHTS = {"bn": 0.002, "tv": 200.0, "l2": 1.0, "critic": 1.0}
 
 
 def visualize_priors(specs, device="cpu") -> Objective | None:
-    """The prior objective of visualize for PriorSpecs (``engine.spec.parse_priors``); None: the
+    """The prior objective of visualize for PriorSpecs (``fastdream.objective_text.parse_priors``); None: the
     default (the BatchNorm prior); []: none."""
-    from fastdream.engine.spec import PriorSpec, make_priors
+    from fastdream.engine.compose import PriorSpec, make_priors
 
     if specs is None:
         specs = [PriorSpec("bn")]

@@ -79,7 +79,7 @@ class DreamProcessor:
         self._cfg = dataclasses.replace(self.cfg, seed=frame_seed(self.cfg.seed, index))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        from fastdream.api import dream_tensor
+        from fastdream.engine.dream import dream_tensor
 
         out, stats = dream_tensor(x, self.objective, self.backbone, self._cfg, max_size=self.max_size)
         self.steps += stats.steps_done
@@ -87,21 +87,10 @@ class DreamProcessor:
 
 
 def filter_processor(path, device) -> FrameProcessor:
-    """A distilled ONNX dream filter as a frame processor (runtime from ``fastdream.distill``)."""
-    try:
-        from fastdream.distill import runtime  # type: ignore[attr-defined]
-    except ImportError:
-        raise FastdreamError("--filter: filters need fastdream.distill (the ONNX filter runtime), "
-                             "which this installation does not have") from None
-    for factory in ("load_filter", "Filter", "FilterRuntime"):
-        f = getattr(runtime, factory, None)
-        if f is not None:
-            try:
-                proc = f(str(path), device=str(device))
-            except TypeError:
-                proc = f(str(path))
-            return as_processor(proc, name=f"filter:{path}")
-    raise FastdreamError("--filter: fastdream.distill.runtime has no load_filter(); cannot run filters")
+    """A distilled ONNX dream filter as a frame processor (``fastdream.distill.runtime.load_filter``)."""
+    from fastdream.distill.runtime import load_filter
+
+    return as_processor(load_filter(str(path), device=str(device)), name=f"filter:{path}")
 
 
 # -- frames between numpy (decode/encode side) and tensors (processor side) --------------------------------

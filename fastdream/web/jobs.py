@@ -22,9 +22,6 @@ import torch
 from fastdream.errors import FastdreamError
 
 FINAL = ("done", "error", "cancelled", "expired")
-# Messages about the objective name the page's form fields, not the command line's flags.
-FORM_FIELDS = {"--layer": "layer", "--class": "class", "--guide": "guide", "--channel": "channel",
-               "--neuron": "neuron"}
 
 
 class JobCancelled(Exception):
@@ -37,14 +34,16 @@ class QueueFull(FastdreamError):
 
 @dataclasses.dataclass
 class DreamRequest:
-    """A validated dream request: everything the worker needs, no client-given paths."""
+    """A validated dream request: everything the worker needs, no client-given paths; the objective as
+    objects (``fastdream.engine.compose.Term``: a Layer or ClassLogit, its weight and region), never
+    strings to parse."""
 
     picture: torch.Tensor                 # [1, 3, H, W] float32 in [0, 1]
     preset: str | None = None
-    layers: list[str] = dataclasses.field(default_factory=list)     # engine.spec strings, validated
-    classes: list[str] = dataclasses.field(default_factory=list)
+    terms: list = dataclasses.field(default_factory=list)          # [Term], checked against the backbone
     guide: torch.Tensor | None = None     # [1, 3, h, w] guide picture
-    guide_spec: str = ""                  # "*W@REGION" suffix for the guide objective
+    guide_weight: float = 1.0
+    guide_region: Any = None              # a Box (x0, y0, x1, y1 fractions) for the guide objective, or None
     guide_layers: list[str] = dataclasses.field(default_factory=lambda: ["block9"])
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)   # DreamConfig fields
     max_size: int | None = None
@@ -249,9 +248,10 @@ class JobQueue:
 
     def _dream(self, job: Job) -> tuple[bytes, dict]:
         """The same work as ``fastdream dream`` (cli/dream.py: dream_one), with progress and previews."""
-        from fastdream.api import dream_tensor, get_backbone, make_config, preset_objective
-        from fastdream.engine.dream import Dreamer
-        from fastdream.engine.spec import build_objective
+        from fastdream.backbones import get_backbone
+        from fastdream.engine.compose import dream_objective, guide_features_objective
+        from fastdream.engine.dream import Dreamer, dream_tensor
+        from fastdream.presets import make_config, preset_objective
         from fastdream.report import dream_report
 
         req = job.request
@@ -282,13 +282,10 @@ class JobQueue:
         cfg, _ = make_config(req.preset, **req.overrides)
         backbone = get_backbone(self.backbone_spec, self.device)
         check()
-        objective = build_objective(backbone, (H, W), layers=req.layers, classes=req.classes, flags=FORM_FIELDS)
+        objective = dream_objective(req.terms)
         if req.guide is not None:
-            from fastdream.engine.spec import guide_features_objective, split_weight_region
-
-            _, gw, gregion = split_weight_region("guide" + req.guide_spec, "guide")
-            g = guide_features_objective(backbone, req.guide.to(self.device), req.guide_layers, "dot", gw, gregion,
-                                         (H, W))
+            g = guide_features_objective(backbone, req.guide.to(self.device), req.guide_layers, "dot", req.guide_weight,
+                                         req.guide_region)
             objective = g if objective is None else objective + g
         objective = preset_objective(req.preset, objective, backbone, (H, W))
         evaluator = Dreamer(backbone, objective, cfg)

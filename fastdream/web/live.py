@@ -94,8 +94,7 @@ class LiveSlot:
 
 def parse_live_settings(msg: str) -> dict:
     """The first message: dream settings as JSON (names and numbers only, checked)."""
-    from fastdream.presets import PRESETS
-    from fastdream.web.app import _CLASS, _KINDS, _NAME
+    from fastdream.web.validation import BadRequest, class_name, layer_name, preset_name
 
     try:
         s = json.loads(msg)
@@ -103,17 +102,12 @@ def parse_live_settings(msg: str) -> dict:
         raise FastdreamError("the first message must be the settings as JSON") from None
     if not isinstance(s, dict):
         raise FastdreamError("the settings must be a JSON object")
-    preset = s.get("preset") or None
-    if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
-        raise FastdreamError(f"preset: unknown preset {str(preset)[:40]!r}; choose from {', '.join(PRESETS)}")
-    layer = s.get("layer") or None
-    if layer is not None:
-        name, _, kind = str(layer).partition(":")
-        if not _NAME.fullmatch(name) or (kind and kind not in _KINDS):
-            raise FastdreamError(f"layer: expected a layer name such as block9, got {str(layer)[:40]!r}")
-    cls = s.get("class") or None
-    if cls is not None and not _CLASS.fullmatch(str(cls)):
-        raise FastdreamError(f"class: expected an ImageNet class name or index, got {str(cls)[:40]!r}")
+    try:
+        preset = preset_name(s.get("preset") or None)
+        layer = layer_name(s.get("layer") or None, "layer: expected a layer name such as block9")
+        cls = class_name(s.get("class") or None)
+    except BadRequest as e:
+        raise FastdreamError(str(e)) from None
     k = s.get("steps_per_frame", 1)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_STEPS_PER_FRAME:
         raise FastdreamError(f"steps_per_frame: a whole number from 1 to {MAX_STEPS_PER_FRAME}, got {str(k)[:20]!r}")
@@ -159,17 +153,15 @@ class LiveSession:
         self.ms: list[float] = []
 
     def build(self, h: int, w: int):
-        from fastdream.api import make_config
-        from fastdream.engine.spec import build_objective
+        from fastdream.engine.compose import dream_objective
+        from fastdream.presets import make_config, preset_objective
         from fastdream.video.live import LiveDreamer
+        from fastdream.web.validation import objective_terms
 
         s = self.settings
-        cfg, preset_layers = make_config(s["preset"], recursions=0)
-        layers = [s["layer"]] if s["layer"] else []
-        classes = [s["class"]] if s["class"] else []
-        if not layers and not classes:
-            layers = preset_layers
-        obj = build_objective(self.backbone, (h, w), layers=layers, classes=classes)
+        cfg, _ = make_config(s["preset"], recursions=0)
+        terms = objective_terms(self.backbone, (h, w), s["layer"], s["class"])
+        obj = preset_objective(s["preset"], dream_objective(terms), self.backbone, (h, w))
         self.live = LiveDreamer(self.backbone, obj, cfg, s["steps_per_frame"], flow_preset="fast",
                                 flow_max_side=320, device=self.device)
         self.live.warmup(h, w, rounds=1)
