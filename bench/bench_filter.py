@@ -124,7 +124,7 @@ def main(argv=None) -> int:
             print(f"{name} (Johnson et al. 2016, width {w}): median {med:.1f} ms; the filter is "
                   f"{med / res['ms_median']:.2f}x faster")
     if args.teacher_runs > 0:
-        from fastdream.api import dream_tensor
+        from fastdream.engine.dream import dream_tensor
         from fastdream.distill.evaluate import teacher_from_params
 
         if args.teacher_threads:

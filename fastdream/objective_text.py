@@ -289,4 +289,4 @@ def guide_objective(backbone, guides, layers, similarity="dot", pixel_weight=0.0
 
 __all__ = ["split_weight_region", "split_path_weight", "parse_style", "other_weight_hint", "parse_region",
            "parse_face", "parse_priors", "parse_layer", "parse_channel", "parse_neuron", "parse_class", "parse_terms",
-           "build_objective", "guide_objective", "PriorSpec", "make_priors", "torch"]
+           "build_objective", "guide_objective", "PriorSpec", "make_priors"]

@@ -2,6 +2,11 @@
 pictures. Each is objective strings plus schedule overrides; command-line flags override a preset."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastdream.engine.dream import DreamConfig
+
 from fastdream.errors import FastdreamError, suggest
 
 PRESETS: dict[str, dict] = {

@@ -1,7 +1,6 @@
 """Distilled filters: generator shapes, dataset determinism/resume/shards, training resume, torchrun,
 ONNX export checked by ONNX Runtime. Tiny pictures, tiny nets, few steps; the teacher in the dataset
 tests is a stand-in (a fixed colour/contrast transform), the real one is exercised by `distill eval`."""
-import dataclasses
 import json
 import os
 import pathlib

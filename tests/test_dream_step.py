@@ -345,7 +345,6 @@ def test_dream_step_same_bytes_for_any_thread_count():
     import subprocess
     import sys
 
-    from conftest import REPO
 
     digests = set()
     for threads in ("1", "2", "3"):

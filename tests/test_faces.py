@@ -3,7 +3,7 @@ the Face objective's gradients and report, and the size checks."""
 import pytest
 import torch
 
-from fastdream.detectors.mtcnn import MTCNN, ONet, PNet, RNet, box_iou, get_detector, nms
+from fastdream.detectors.mtcnn import ONet, PNet, RNet, box_iou, get_detector, nms
 from fastdream.engine.faces import Face, face_report
 from fastdream.engine.objectives import Context
 from fastdream.errors import FastdreamError

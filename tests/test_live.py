@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 av = pytest.importorskip("av")
 cv2 = pytest.importorskip("cv2")

@@ -3,7 +3,6 @@ errors in one line, folder batches, progress in a log. Outputs are checked for c
 message, exit code 2, one line on stderr and no output left behind."""
 import json
 import os
-import pathlib
 import stat
 import subprocess
 import sys
@@ -219,9 +218,9 @@ def test_help_shows_every_default():
             text = " ".join(fmt._format_action(a).split())
             assert "default" in text, (name, a.option_strings, text)
             seen[(name, a.option_strings[-1])] = text
-    assert "(default: 2000)" in seen[("fastdream distill train", "--steps")]
-    assert "(default: 8)" in seen[("fastdream distill train", "--batch")]
-    assert "(default: 0.003)" in seen[("fastdream distill train", "--lr")]
+    assert "(default: 6000)" in seen[("fastdream distill train", "--steps")]
+    assert "(default: 4)" in seen[("fastdream distill train", "--batch")]
+    assert "(default: 0.001)" in seen[("fastdream distill train", "--lr")]
     assert "(default: 1)" in seen[("fastdream style", "--content-weight")]
     # the schedule flags take the preset's values: the help says so, and what the default preset uses
     r = fd("dream", "--help")

@@ -28,10 +28,11 @@ def dataset(images, output, *, count: int = 256, size: int = 192, preset: str | 
     (``layers=["block9"]``, ``classes=["jellyfish"]``...); ``config`` overrides any ``DreamConfig`` field
     (steps, octaves...). ``shard=(k, n)`` renders the indices ``i % n == k``. Returns a summary.
     """
-    from fastdream.api import get_backbone, make_config
+    from fastdream.backbones import get_backbone
+    from fastdream.presets import make_config
     from fastdream.convert import resolve_device
     from fastdream.distill.dataset import dream_teacher, render_dataset
-    from fastdream.engine.spec import build_objective
+    from fastdream.objective_text import build_objective
     from fastdream.presets import DEFAULT_PRESET
 
     dev = resolve_device(device)

@@ -276,7 +276,7 @@ def render_dataset(photos_dir, out_dir, count: int, teacher: Callable[[torch.Ten
 
 def dream_teacher(backbone, objective, cfg, max_size=None) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """The iterative dream as a pair renderer: pair ``i`` is dreamed with seed ``cfg.seed + i``."""
-    from fastdream.api import dream_tensor
+    from fastdream.engine.dream import dream_tensor
 
     def teacher(x: torch.Tensor, index: int) -> torch.Tensor:
         # NCHW layout: the native dream_step takes contiguous NCHW gradients (same values either way)

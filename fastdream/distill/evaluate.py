@@ -32,9 +32,10 @@ from fastdream.errors import InputError
 
 def teacher_from_params(params: dict, size, backbone=None, device="cpu"):
     """``(backbone, objective, DreamConfig, max_size)`` of a teacher saved with a dataset or a filter."""
-    from fastdream.api import get_backbone, make_config
+    from fastdream.backbones import get_backbone
+    from fastdream.presets import make_config
     from fastdream.engine.dream import DreamConfig
-    from fastdream.engine.spec import build_objective
+    from fastdream.objective_text import build_objective
 
     if not params:
         raise InputError("the filter has no teacher in its metadata; pass --data DATASET (its teacher.json)")
@@ -84,7 +85,7 @@ def evaluate_filter(images, model=None, data=None, size=320, save=None, progress
     """Compare a filter with its iterative teacher on the photos in ``images`` (see the module doc).
     ``size``: a long side (int), or ``(W, H)`` to resize and centre-crop every photo to exactly that."""
     from fastdream.metrics import Judge, psnr
-    from fastdream.api import dream_tensor
+    from fastdream.engine.dream import dream_tensor
     from fastdream.distill.dataset import list_photos, read_teacher
     from fastdream.distill.runtime import FilterRunner
     from fastdream.engine.dream import Dreamer

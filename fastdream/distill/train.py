@@ -128,7 +128,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
         bb = get_backbone(backbone, dev)
         objective = None
         if cfg.objective_weight > 0:
-            from fastdream.engine.spec import build_objective
+            from fastdream.objective_text import build_objective
 
             spec = teacher.get("objective_spec") or {}
             if spec.get("guide"):

@@ -234,7 +234,7 @@ class JobInterrupted(FastdreamError):
 
 
 def _bar(total, initial, enabled):
-    from fastdream.cli.common import Progress
+    from fastdream.progress import Progress
 
     return Progress(total, "video", unit="frame", enabled=None if enabled in (None, True) else False,
                     initial=initial)

@@ -368,7 +368,7 @@ def run_stream(source: Source, sinks: list, processor, coherence, device, *, dro
     t_first = None
     t_first_read = time.perf_counter()
     interrupted = False
-    from fastdream.cli.common import Progress
+    from fastdream.progress import Progress
 
     bar = Progress(max_frames, source.name, unit="frame", enabled=None if progress else False)
     t_proc = 0.0
