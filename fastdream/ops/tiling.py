@@ -27,7 +27,7 @@ import torch
 
 from fastdream.ops._boundary import capsule, native, no_grad_inputs, require_tensor, stream_of, workspace
 
-__all__ = ["TileLayout", "tile_layout", "extract_tiles", "accumulate_tiles"]
+__all__ = ["TileLayout", "tile_layout", "auto_tile", "halo_tiles", "extract_tiles", "accumulate_tiles"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,41 @@ def auto_tile(height: int, width: int, max_pixels: int, overlap: int = 64) -> tu
         if best is None or cost < best[0] - 1e-9:
             best = (cost, th, tw)
     return best[1], best[2]
+
+
+def halo_tiles(height: int, width: int, tile, halo: int, align: int = 32) -> list[tuple[tuple, tuple]]:
+    """The tiles of :func:`tile_layout` ``(tile, overlap 0)`` as a partition with context, for computations
+    that must see every pixel exactly once (sums over positions, such as Gram matrices) yet need context
+    around each tile: ``[(core, crop), ...]`` with boxes ``(y0, y1, x0, x1)``.
+
+    The cores partition the picture: where two tiles of the layout abut, the core boundary is theirs;
+    where they overlap (the last tile of an axis is clamped to the border), it is the middle of the
+    overlap. Boundaries are rounded to multiples of ``align`` (feature maps at strides up to ``align``
+    then cut at the same places in every tile). Each crop is its core grown by ``halo`` pixels on every
+    side, clipped to the picture.
+
+    >>> halo_tiles(112, 160, tile=96, halo=32)[0]
+    ((0, 64, 0, 64), (0, 96, 0, 96))
+    """
+    if not _is_int(halo) or halo < 0:
+        raise ValueError(f"halo: expected an int >= 0, got {halo!r}")
+    if not _is_int(align) or align < 1:
+        raise ValueError(f"align: expected a positive int, got {align!r}")
+    layout = tile_layout(height, width, tile, 0)
+
+    def cores(starts, t, length):
+        cuts = [0]
+        for s0, s1 in zip(starts[:-1], starts[1:]):
+            mid = (s1 + s0 + t) / 2                       # middle of the overlap [s1, s0 + t), or s1 itself
+            cut = int(round(mid / align)) * align
+            if cuts[-1] < cut < length:
+                cuts.append(cut)
+        return list(zip(cuts, cuts[1:] + [length]))
+
+    ys = cores(layout.ys, layout.tile_h, height)
+    xs = cores(layout.xs, layout.tile_w, width)
+    return [((y0, y1, x0, x1), (max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo)))
+            for y0, y1 in ys for x0, x1 in xs]
 
 
 def _check_layout(layout) -> TileLayout:
