@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from conftest import DEVICES, requires_cuda
 from fastdream._native import native
-from fastdream.ops.dream_step import dream_step, dream_step_workspace_bytes
+from fastdream.ops.dream_step import dream_step, dream_step_grad_dtypes, dream_step_workspace_bytes
 from fastdream.reference.dream_step import _dream_step, _reflect_pad
 
 # One tolerance table per gradient dtype. The reference always runs on the CPU in float32 from the same
@@ -324,9 +324,20 @@ def test_dream_step_cuda_rejects_mixed_devices(gen):
         dream_step(image, grad.cuda(), step_size=0.1)
 
 
-def test_dream_step_tolerance_table_covers_cuda_dtypes():
-    assert set(TOLERANCES) == {torch.float32, torch.float16, torch.bfloat16}
-    assert all(math.isfinite(v) for t in TOLERANCES.values() for v in t.values())
+def test_dream_step_tolerance_table_covers_cuda_dtypes(gen):
+    """The table has one entry for every grad dtype the op takes on some device (the binding's own lists,
+    CUDA's included on a build without CUDA), and no other; the CPU runs its dtypes within their entry and
+    refuses every other one by name."""
+    cpu, cuda = set(dream_step_grad_dtypes("cpu")), set(dream_step_grad_dtypes("cuda"))
+    assert cpu <= cuda and set(TOLERANCES) == cpu | cuda, (sorted(map(str, cpu | cuda)), sorted(map(str, TOLERANCES)))
+    assert all(math.isfinite(v) and 0 < v < 1e-3 for t in TOLERANCES.values() for v in t.values())
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        image, grad = _inputs((2, 3, 11, 13), gen, grad_dtype=dtype)
+        if dtype in cpu:
+            _check(image, grad, step_size=0.05, sigma=1.0, shift=(2, -3))
+        else:
+            with pytest.raises(TypeError, match=f"grad: expected float32, got {str(dtype).split('.')[-1]}"):
+                dream_step(image.clone(), grad, step_size=0.05)
 
 
 _THREADS_SCRIPT = """

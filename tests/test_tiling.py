@@ -297,3 +297,21 @@ def test_auto_tile_covers_with_less_work_than_a_square_tile():
     assert th * tw * 3 < 0.6 * 6 * 1024 * 1024  # 1080p: 3 strips instead of 4-6 squares
     with pytest.raises(ValueError, match="too small"):
         auto_tile(1000, 1000, 2000, 64)
+
+
+@pytest.mark.parametrize("H,W,tile,halo", [(112, 160, 96, 32), (1000, 50, 300, 64), (37, 300, 64, 0), (64, 64, 64, 16),
+                                           (200, 131, (70, 90), 8)])
+def test_halo_tiles_partition_with_context(H, W, tile, halo):
+    """The cores of ops.halo_tiles cover every pixel exactly once, on the 32-pixel grid inside the picture,
+    one core per tile of tile_layout(tile, overlap 0); each crop is its core plus the halo, clipped."""
+    from fastdream.ops import halo_tiles
+
+    tiles = halo_tiles(H, W, tile, halo)
+    seen = torch.zeros(H, W, dtype=torch.int32)
+    for (y0, y1, x0, x1), crop in tiles:
+        seen[y0:y1, x0:x1] += 1
+        assert all(v % 32 == 0 for v in (y0, x0)) and y1 in (H,) + tuple(range(0, H, 32)) and x1 % 32 in (0, W % 32)
+        assert crop == (max(0, y0 - halo), min(H, y1 + halo), max(0, x0 - halo), min(W, x1 + halo))
+    assert bool((seen == 1).all())
+    assert len(tiles) <= len(tile_layout(H, W, tile, 0))
+    assert halo_tiles(112, 160, 96, 32)[0] == ((0, 64, 0, 64), (0, 96, 0, 96))

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,17 @@ int64_t workspace_bytes(bool cuda, int64_t B, int64_t C, int64_t H, int64_t W, c
   return dream_step_workspace_bytes(cuda, B, C, H, W, k, r, default_slots());
 }
 
+// The dtypes grad may have per device (the CUDA kernel reads half types and accumulates in float32).
+// Exported as dream_step_grad_dtypes(cuda): the tests' tolerance table must cover exactly these.
+const std::initializer_list<Dtype> kGradDtypesCpu = {Dtype::Float32};
+const std::initializer_list<Dtype> kGradDtypesCuda = {Dtype::Float32, Dtype::Float16, Dtype::BFloat16};
+
+std::vector<std::string> grad_dtypes(bool cuda) {
+  std::vector<std::string> out;
+  for (Dtype d : cuda ? kGradDtypesCuda : kGradDtypesCpu) out.emplace_back(dtype_name(d));
+  return out;
+}
+
 void dream_step(py::handle image_obj, py::handle grad_obj, py::handle norms_obj, py::handle ws_obj,
                 std::uintptr_t stream, double step_size, const std::vector<double>& sigma, int64_t kernel_size,
                 const std::string& norm, const std::vector<double>& lower, const std::vector<double>& upper,
@@ -101,11 +113,7 @@ void dream_step(py::handle image_obj, py::handle grad_obj, py::handle norms_obj,
   check_ndim(im, 4, "[B, C, H, W]");
   check_device_supported(im);
   check_same_device(im, g);
-  if (g.device == DeviceKind::CUDA) {
-    check_dtype(g, {Dtype::Float32, Dtype::Float16, Dtype::BFloat16});
-  } else {
-    check_dtype(g, {Dtype::Float32});
-  }
+  check_dtype(g, g.device == DeviceKind::CUDA ? kGradDtypesCuda : kGradDtypesCpu);
   check_ndim(g, 4, "[B, C, H, W]");
   check_same_shape(im, g);
   check_contiguous(im);
@@ -179,6 +187,8 @@ void bind_dream_step(py::module_& m) {
         py::arg("lower"), py::arg("upper"), py::arg("shift_y"), py::arg("shift_x"), py::arg("eps"),
         "Fused DeepDream step, in place on image ([B, C, H, W] float32); writes norms ([B] float32). "
         "Call through fastdream.ops.dream_step.dream_step.");
+  m.def("dream_step_grad_dtypes", &grad_dtypes, py::arg("cuda"),
+        "Names of the dtypes grad may have on the CPU (cuda=False) or on CUDA (cuda=True).");
   m.def("dream_step_workspace_bytes", &workspace_bytes, py::arg("cuda"), py::arg("B"), py::arg("C"), py::arg("H"),
         py::arg("W"), py::arg("sigma"), py::arg("kernel_size"),
         "Scratch bytes dream_step needs for these sizes and blur (CPU: one row buffer per OpenMP thread).");

@@ -122,8 +122,11 @@ def make_processor(args, size, device):
     from fastdream.video.coherence import DreamProcessor, filter_processor
 
     if args.filter:
-        from fastdream.distill.runtime import resolve_filter
-
+        try:
+            from fastdream.distill.runtime import resolve_filter
+        except ImportError:  # the same one line as filter_processor's, not a traceback
+            raise InputError("--filter: filters need fastdream.distill (the ONNX filter runtime), "
+                             "which this installation does not have") from None
         path = resolve_filter(args.filter)
         if not path.is_file():
             raise InputError(f"--filter {args.filter}: is a folder, not an ONNX filter")

@@ -1,5 +1,12 @@
 """Shared helpers for the Python side of the native ops: argument checks that need torch, DLPack
-capsules, streams and workspaces. Python allocates every output and scratch buffer; C++ computes."""
+capsules, streams and workspaces. Python allocates every output and scratch buffer; C++ computes.
+
+Every op is also a ``torch.library`` custom op (``torch.ops.fastdream.<op>``) with a fake (meta)
+implementation, so ``torch.compile`` and CUDA graphs see it as one opaque call with known output shapes
+instead of breaking the graph at a DLPack capsule. Ops that write in place declare it (``mutates_args``):
+torch then bumps the written tensor's version counter, so autograd notices a tensor it saved for backward
+being overwritten. Ops without a backward refuse inputs that require grad (see :func:`no_grad_inputs`)
+rather than detaching them silently."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +14,7 @@ import torch.utils.dlpack
 
 from fastdream._native import native
 
-__all__ = ["native", "capsule", "stream_of", "require_tensor", "workspace"]
+__all__ = ["native", "capsule", "stream_of", "require_tensor", "workspace", "no_grad_inputs"]
 
 
 def require_tensor(x, name: str) -> torch.Tensor:
@@ -34,3 +41,15 @@ def stream_of(t: torch.Tensor) -> int:
 def workspace(nbytes: int, like: torch.Tensor) -> torch.Tensor:
     """A scratch buffer of ``nbytes`` bytes on ``like``'s device (uint8, at least one byte)."""
     return torch.empty(max(int(nbytes), 1), dtype=torch.uint8, device=like.device)
+
+
+def no_grad_inputs(op: str, **tensors) -> None:
+    """Raise ValueError if grad mode is on and one of ``tensors`` requires grad: ``op`` has no backward,
+    and its result would silently not depend on that tensor. Under ``torch.no_grad()`` any tensor goes."""
+    if not torch.is_grad_enabled():
+        return
+    for name, t in tensors.items():
+        if t is not None and t.requires_grad:
+            raise ValueError(f"{op}: {name} requires grad, but {op} has no backward (its result would not "
+                             f"depend on {name} for autograd); pass {name}.detach(), or call it under "
+                             "torch.no_grad()")

@@ -1,4 +1,10 @@
-"""``dream_step``: one fused DeepDream update (un-jitter, smooth, normalize, step, clamp), in place."""
+"""``dream_step``: one fused DeepDream update (un-jitter, smooth, normalize, step, clamp), in place.
+
+A ``torch.library`` custom op, ``torch.ops.fastdream.dream_step_``, declared as writing ``image``: torch
+bumps ``image``'s version counter (autograd then refuses to back-propagate through a value it saved
+before the step) and ``torch.compile`` sees one opaque call with a fake implementation. It has no
+backward: with grad mode on, ``image`` and ``grad`` must not require grad (ValueError).
+"""
 from __future__ import annotations
 
 import operator
@@ -6,9 +12,9 @@ from typing import Sequence
 
 import torch
 
-from fastdream.ops._boundary import capsule, native, require_tensor, stream_of, workspace
+from fastdream.ops._boundary import capsule, native, no_grad_inputs, require_tensor, stream_of, workspace
 
-__all__ = ["dream_step", "dream_step_workspace_bytes"]
+__all__ = ["dream_step", "dream_step_workspace_bytes", "dream_step_grad_dtypes"]
 
 _NORMS = ("mean_abs", "std", "none")
 
@@ -52,6 +58,34 @@ def dream_step_workspace_bytes(image: torch.Tensor, sigma=None, kernel_size=None
     B, C, H, W = image.shape
     return int(native().dream_step_workspace_bytes(image.is_cuda, B, C, H, W, _sigma_list(sigma),
                                                    _kernel_size(kernel_size)))
+
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+def dream_step_grad_dtypes(device: str = "cpu") -> tuple[torch.dtype, ...]:
+    """The dtypes ``grad`` may have on ``device`` (``"cpu"`` or ``"cuda"``), from the binding's own checks."""
+    return tuple(_DTYPES[n] for n in native().dream_step_grad_dtypes(torch.device(device).type == "cuda"))
+
+
+@torch.library.custom_op("fastdream::dream_step_", mutates_args=("image",))
+def _dream_step_op(image: torch.Tensor, grad: torch.Tensor, step_size: float, sigmas: list[float], kernel_size: int,
+                   norm: str, lower: list[float], upper: list[float], shift_y: int, shift_x: int,
+                   eps: float) -> torch.Tensor:
+    """The fused step on ``image [B, C, H, W]`` in place -> ``norms [B]`` (arguments checked by dream_step)."""
+    B, C, H, W = image.shape
+    norms = torch.empty(B, dtype=torch.float32, device=image.device)
+    ws_bytes = native().dream_step_workspace_bytes(image.is_cuda, B, C, max(H, 1), max(W, 1), sigmas, kernel_size) \
+        if 1 <= C <= 4 else 1
+    ws = workspace(ws_bytes, image)
+    native().dream_step(capsule(image), capsule(grad), capsule(norms), capsule(ws), stream_of(image),
+                        step_size, sigmas, kernel_size, norm, lower, upper, shift_y, shift_x, eps)
+    return norms
+
+
+@_dream_step_op.register_fake
+def _(image, grad, step_size, sigmas, kernel_size, norm, lower, upper, shift_y, shift_x, eps):
+    return image.new_empty((image.shape[0],), dtype=torch.float32)
 
 
 def dream_step(
@@ -106,13 +140,10 @@ def dream_step(
     B, C, H, W = image.shape
     if H >= 1 and W >= 1:
         dy, dx = dy % H, dx % W  # Python ints of any size; the kernel sees [0, H) x [0, W)
+    else:
+        dy = dx = 0  # the binding refuses the empty image itself, naming its shape
     sigmas = _sigma_list(sigma)
     ks = _kernel_size(kernel_size)
-    norms = torch.empty(B, dtype=torch.float32, device=image.device)
-    ws_bytes = native().dream_step_workspace_bytes(image.is_cuda, B, C, max(H, 1), max(W, 1), sigmas, ks) \
-        if 1 <= C <= 4 else 1
-    ws = workspace(ws_bytes, image)
-    native().dream_step(capsule(image), capsule(grad), capsule(norms), capsule(ws), stream_of(image),
-                        float(step_size), sigmas, ks, norm, _float_list(lower, "lower"),
-                        _float_list(upper, "upper"), dy, dx, float(eps))
-    return norms
+    no_grad_inputs("dream_step", image=image, grad=grad)
+    return _dream_step_op(image, grad, float(step_size), sigmas, ks, norm, _float_list(lower, "lower"),
+                          _float_list(upper, "upper"), dy, dx, float(eps))

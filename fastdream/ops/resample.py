@@ -4,12 +4,19 @@
 ``bicubic``, with or without ``antialias``; ``octave_upsample_add`` computes
 ``base + resample(detail, base.shape[-2:])`` in one pass over memory (the DeepDream octave step).
 References: :mod:`fastdream.reference.resample`.
+
+Both are ``torch.library`` custom ops (``torch.ops.fastdream.resample``,
+``torch.ops.fastdream.octave_upsample_add_into``) with fake implementations, so ``torch.compile`` traces
+through them. ``resample`` has a backward (ATen's adjoint of the same interpolation);
+``octave_upsample_add`` has none and refuses inputs that require grad.
 """
 from __future__ import annotations
 
 import torch
 
-from fastdream.ops._boundary import capsule, native, require_tensor, stream_of, workspace
+from typing import Optional
+
+from fastdream.ops._boundary import capsule, native, no_grad_inputs, require_tensor, stream_of, workspace
 
 __all__ = ["resample", "octave_upsample_add"]
 
@@ -65,6 +72,55 @@ def _run(x: torch.Tensor, out: torch.Tensor, base, mode: int, antialias: bool) -
     )
 
 
+# -- the torch.library ops ----------------------------------------------------------------------------
+
+
+@torch.library.custom_op("fastdream::resample", mutates_args=())
+def _resample_op(x: torch.Tensor, height: int, width: int, interpolation: int, antialias: bool) -> torch.Tensor:
+    """``x [B, C, H, W]`` -> new ``[B, C, height, width]`` (arguments checked by :func:`resample`;
+    ``interpolation``: a value of ``_MODES``; not named ``mode``, which torch's dispatch uses itself)."""
+    x = x.contiguous()
+    out = torch.empty((x.shape[0], x.shape[1], height, width), dtype=x.dtype, device=x.device)
+    _run(x, out, None, interpolation, antialias)
+    return out
+
+
+@_resample_op.register_fake
+def _(x, height, width, interpolation, antialias):
+    return x.new_empty((x.shape[0], x.shape[1], height, width))
+
+
+def _resample_setup(ctx, inputs, output):
+    x, height, width, interpolation, antialias = inputs
+    ctx.in_size, ctx.out_size, ctx.mode, ctx.antialias = list(x.shape), [height, width], interpolation, antialias
+
+
+def _resample_backward(ctx, grad):
+    # The adjoint of F.interpolate(x, size, mode, align_corners=False, antialias) (what the kernel computes)
+    name = ("_upsample_" if ctx.antialias else "upsample_") + ("bicubic2d" if ctx.mode == _MODES["bicubic"] else
+                                                              "bilinear2d") + ("_aa" if ctx.antialias else "")
+    adjoint = getattr(torch.ops.aten, name + "_backward")
+    return adjoint(grad, ctx.out_size, ctx.in_size, False, None, None), None, None, None, None
+
+
+_resample_op.register_autograd(_resample_backward, setup_context=_resample_setup)
+
+
+@torch.library.custom_op("fastdream::octave_upsample_add_into", mutates_args=("out",))
+def _octave_upsample_add_op(detail: torch.Tensor, base: Optional[torch.Tensor], out: torch.Tensor,
+                            interpolation: int) -> None:
+    """``out = base + resample(detail)``; ``base=None``: in place, ``out`` is its own base."""
+    _run(detail.contiguous(), out, out if base is None else base.contiguous(), interpolation, False)
+
+
+@_octave_upsample_add_op.register_fake
+def _(detail, base, out, interpolation):
+    return None
+
+
+# -- the public functions ---------------------------------------------------------------------------
+
+
 def resample(x: torch.Tensor, size, mode: str = "bilinear", antialias: bool = False) -> torch.Tensor:
     """Resize ``x [B, C, H, W]`` (float32) to ``size = (H2, W2)`` -> new ``[B, C, H2, W2]``.
 
@@ -72,15 +128,14 @@ def resample(x: torch.Tensor, size, mode: str = "bilinear", antialias: bool = Fa
     (to float rounding). ``mode`` is ``"bilinear"`` or ``"bicubic"``; ``antialias=True`` low-pass
     filters when downscaling, as torch and PIL do.
 
+    Differentiable: the gradient w.r.t. ``x`` is that of ``F.interpolate`` (ATen's adjoint).
+
     >>> small = resample(torch.rand(1, 3, 1080, 1920), (540, 960), antialias=True)
     """
     _image(x, "x")
     m = _mode(mode)
     h, w = _size(size)
-    x = x.detach().contiguous()
-    out = torch.empty((x.shape[0], x.shape[1], h, w), dtype=x.dtype, device=x.device)
-    _run(x, out, None, m, antialias)
-    return out
+    return _resample_op(x, h, w, m, bool(antialias))
 
 
 def octave_upsample_add(
@@ -90,7 +145,8 @@ def octave_upsample_add(
 
     ``detail [B, C, h, w]`` is the detail the previous (smaller) octave added; ``base [B, C, H, W]`` is
     this octave's picture. ``out`` may be ``base`` itself (in place, then it must be contiguous) and must
-    not overlap ``detail``; by default a new tensor is returned.
+    not overlap ``detail``; by default a new tensor is returned. No backward: with grad mode on, inputs
+    that require grad are refused (ValueError).
 
     >>> img = octave_upsample_add(detail, base, out=base)   # base += upsample(detail)
     """
@@ -114,8 +170,6 @@ def octave_upsample_add(
             raise ValueError(f"out must be on base's device {base.device}, got {out.device}")
         if not out.is_contiguous():
             raise ValueError(f"out: expected a contiguous tensor, got strides {out.stride()}")
-    if out is not base:
-        base = base.detach().contiguous()
-    detail = detail.detach().contiguous()
-    _run(detail, out, base, m, False)
+    no_grad_inputs("octave_upsample_add", detail=detail, base=base, out=out)
+    _octave_upsample_add_op(detail, None if out is base else base, out, m)
     return out

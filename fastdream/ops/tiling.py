@@ -6,6 +6,11 @@ are separable linear ramps over the overlaps, normalized so that they sum to one
 the layout is a product grid, the normalizer is separable too and any subset of tiles can be
 accumulated without seeing the others. References: :mod:`fastdream.reference.tiling`.
 
+Both are ``torch.library`` custom ops (``torch.ops.fastdream.extract_tiles``,
+``torch.ops.fastdream.accumulate_tiles_``) with fake implementations. ``extract_tiles`` has a backward
+(each tile's gradient added back where the tile was cut); ``accumulate_tiles`` writes into ``out`` in place
+(declared, so ``out``'s version counter moves) and has no backward: it refuses inputs that require grad.
+
 >>> layout = tile_layout(1080, 1920, tile=512, overlap=64)
 >>> out = torch.zeros_like(image)
 >>> for start in range(0, len(layout), 4):
@@ -20,9 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
-from fastdream.ops._boundary import capsule, native, require_tensor, stream_of, workspace
+from fastdream.ops._boundary import capsule, native, no_grad_inputs, require_tensor, stream_of, workspace
 
-__all__ = ["TileLayout", "tile_layout", "extract_tiles", "accumulate_tiles"]
+__all__ = ["TileLayout", "tile_layout", "auto_tile", "halo_tiles", "extract_tiles", "accumulate_tiles"]
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,41 @@ def auto_tile(height: int, width: int, max_pixels: int, overlap: int = 64) -> tu
     return best[1], best[2]
 
 
+def halo_tiles(height: int, width: int, tile, halo: int, align: int = 32) -> list[tuple[tuple, tuple]]:
+    """The tiles of :func:`tile_layout` ``(tile, overlap 0)`` as a partition with context, for computations
+    that must see every pixel exactly once (sums over positions, such as Gram matrices) yet need context
+    around each tile: ``[(core, crop), ...]`` with boxes ``(y0, y1, x0, x1)``.
+
+    The cores partition the picture: where two tiles of the layout abut, the core boundary is theirs;
+    where they overlap (the last tile of an axis is clamped to the border), it is the middle of the
+    overlap. Boundaries are rounded to multiples of ``align`` (feature maps at strides up to ``align``
+    then cut at the same places in every tile). Each crop is its core grown by ``halo`` pixels on every
+    side, clipped to the picture.
+
+    >>> halo_tiles(112, 160, tile=96, halo=32)[0]
+    ((0, 64, 0, 64), (0, 96, 0, 96))
+    """
+    if not _is_int(halo) or halo < 0:
+        raise ValueError(f"halo: expected an int >= 0, got {halo!r}")
+    if not _is_int(align) or align < 1:
+        raise ValueError(f"align: expected a positive int, got {align!r}")
+    layout = tile_layout(height, width, tile, 0)
+
+    def cores(starts, t, length):
+        cuts = [0]
+        for s0, s1 in zip(starts[:-1], starts[1:]):
+            mid = (s1 + s0 + t) / 2                       # middle of the overlap [s1, s0 + t), or s1 itself
+            cut = int(round(mid / align)) * align
+            if cuts[-1] < cut < length:
+                cuts.append(cut)
+        return list(zip(cuts, cuts[1:] + [length]))
+
+    ys = cores(layout.ys, layout.tile_h, height)
+    xs = cores(layout.xs, layout.tile_w, width)
+    return [((y0, y1, x0, x1), (max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo)))
+            for y0, y1 in ys for x0, x1 in xs]
+
+
 def _check_layout(layout) -> TileLayout:
     if not isinstance(layout, TileLayout):
         raise TypeError(f"layout: expected a TileLayout (from tile_layout()), got {type(layout).__name__}")
@@ -178,10 +218,77 @@ def _layout_args(layout: TileLayout) -> tuple:
     return (layout.tile_h, layout.tile_w, layout.overlap, layout.offset[0], layout.offset[1])
 
 
+# -- the torch.library ops ----------------------------------------------------------------------------
+# The layout travels as plain ints (tile size, overlap, offset); the height and width are the image's.
+
+
+def _corners(height: int, width: int, th: int, tw: int, overlap: int, oy: int, ox: int, start: int, count: int):
+    layout = tile_layout(height, width, (th, tw), overlap, (oy, ox))
+    return [layout.tile(n) for n in range(start, start + count)]
+
+
+@torch.library.custom_op("fastdream::extract_tiles", mutates_args=())
+def _extract_tiles_op(image: torch.Tensor, tile_h: int, tile_w: int, overlap: int, offset_y: int, offset_x: int,
+                      start: int, count: int) -> torch.Tensor:
+    """Tiles ``start .. start+count-1`` of ``image [B, C, H, W]`` -> new ``[count, B, C, tile_h, tile_w]``."""
+    image = image.contiguous()
+    B, C = image.shape[:2]
+    tiles = torch.empty((count, B, C, tile_h, tile_w), dtype=image.dtype, device=image.device)
+    if tiles.numel():
+        native().extract_tiles(capsule(image), capsule(tiles), tile_h, tile_w, overlap, offset_y, offset_x, start,
+                               stream_of(image))
+    return tiles
+
+
+@_extract_tiles_op.register_fake
+def _(image, tile_h, tile_w, overlap, offset_y, offset_x, start, count):
+    return image.new_empty((count, image.shape[0], image.shape[1], tile_h, tile_w))
+
+
+def _extract_tiles_setup(ctx, inputs, output):
+    image, *args = inputs
+    ctx.shape, ctx.args = tuple(image.shape), args
+
+
+def _extract_tiles_backward(ctx, grad):
+    """The adjoint of cutting tiles: every tile's gradient added into the picture where it was cut."""
+    B, C, H, W = ctx.shape
+    th, tw = ctx.args[0], ctx.args[1]
+    out = grad.new_zeros((B, C, H, W))
+    # the corners are a Python function of the sizes: traced with symbolic sizes, they specialize on them
+    for k, (y, x) in enumerate(_corners(int(H), int(W), *(int(a) for a in ctx.args))):
+        out[..., y:y + th, x:x + tw] += grad[k]
+    return (out, *([None] * len(ctx.args)))
+
+
+_extract_tiles_op.register_autograd(_extract_tiles_backward, setup_context=_extract_tiles_setup)
+
+
+@torch.library.custom_op("fastdream::accumulate_tiles_", mutates_args=("out",))
+def _accumulate_tiles_op(tiles: torch.Tensor, out: torch.Tensor, tile_h: int, tile_w: int, overlap: int,
+                         offset_y: int, offset_x: int, start: int) -> None:
+    """``out [B, C, H, W] += normalized blend weight * tile`` for tiles ``start ..``, in place."""
+    tiles = tiles.contiguous()
+    H, W = out.shape[-2:]
+    args = (tile_h, tile_w, overlap, offset_y, offset_x)
+    _C = native()
+    ws = workspace(_C.tiling_workspace_bytes(H, W, *args), out)
+    _C.accumulate_tiles(capsule(tiles), capsule(out), *args, start, capsule(ws), stream_of(out))
+
+
+@_accumulate_tiles_op.register_fake
+def _(tiles, out, tile_h, tile_w, overlap, offset_y, offset_x, start):
+    return None
+
+
+# -- the public functions ---------------------------------------------------------------------------
+
+
 def extract_tiles(image: torch.Tensor, layout: TileLayout, start: int = 0, count: int | None = None) -> torch.Tensor:
     """Copy tiles ``start .. start+count-1`` of ``image [B, C, H, W]`` -> ``[count, B, C, th, tw]``.
 
-    ``count`` defaults to all remaining tiles.
+    ``count`` defaults to all remaining tiles. Differentiable w.r.t. ``image`` (the gradient of each tile
+    goes back to the pixels it was cut from; overlaps add up).
     """
     _check_float(image, "image", 4, "[B, C, H, W]")
     _check_layout(layout)
@@ -192,12 +299,7 @@ def extract_tiles(image: torch.Tensor, layout: TileLayout, start: int = 0, count
     n = len(layout)
     _check_range("start", start, 0, n)
     count = n - start if count is None else _check_range("count", count, 0, n - start)
-    image = image.detach().contiguous()
-    B, C = image.shape[:2]
-    tiles = torch.empty((count, B, C, layout.tile_h, layout.tile_w), dtype=image.dtype, device=image.device)
-    if tiles.numel():
-        native().extract_tiles(capsule(image), capsule(tiles), *_layout_args(layout), start, stream_of(image))
-    return tiles
+    return _extract_tiles_op(image, *_layout_args(layout), start, count)
 
 
 def accumulate_tiles(tiles: torch.Tensor, layout: TileLayout, out: torch.Tensor, start: int = 0) -> torch.Tensor:
@@ -206,7 +308,8 @@ def accumulate_tiles(tiles: torch.Tensor, layout: TileLayout, out: torch.Tensor,
 
     After every tile of the layout has been accumulated into a zeroed ``out``, ``out`` is the blend
     ``sum_n w_n * tile_n / sum_n w_n``; batches may come in any grouping and give the same bits.
-    ``out`` must be contiguous and must not overlap ``tiles``.
+    ``out`` must be contiguous and must not overlap ``tiles``. No backward: with grad mode on, ``tiles``
+    and ``out`` must not require grad (ValueError).
     """
     _check_float(tiles, "tiles", 5, "[n, B, C, th, tw]")
     _check_float(out, "out", 4, "[B, C, H, W]")
@@ -226,10 +329,8 @@ def accumulate_tiles(tiles: torch.Tensor, layout: TileLayout, out: torch.Tensor,
         raise ValueError(
             f"tiles {start} .. {start + tiles.shape[0] - 1} do not exist, the layout has {n} tiles"
         )
+    no_grad_inputs("accumulate_tiles", tiles=tiles, out=out)
     if tiles.shape[0] == 0 or out.numel() == 0:
         return out
-    tiles = tiles.detach().contiguous()
-    _C = native()
-    ws = workspace(_C.tiling_workspace_bytes(layout.height, layout.width, *_layout_args(layout)), out)
-    _C.accumulate_tiles(capsule(tiles), capsule(out), *_layout_args(layout), start, capsule(ws), stream_of(out))
+    _accumulate_tiles_op(tiles, out, *_layout_args(layout), start)
     return out

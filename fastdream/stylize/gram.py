@@ -1,8 +1,10 @@
 """Gram matrices and the style distance built on them (Gatys et al., 2016).
 
-A Gram matrix is normalized by C*H*W, so it is an average over positions and does not depend on the
-picture's size: a tile, a jittered crop and the whole picture of one texture have about the same Gram
-matrix. That is what lets the style loss run tile by tile and inside the dream engine.
+The Gram matrix itself is :func:`fastdream.metrics.gram_matrix` (re-exported here), normalized by C*H*W,
+so it is an average over positions and does not depend on the picture's size: a tile, a jittered crop and
+the whole picture of one texture have about the same Gram matrix. That is what lets the style loss run
+tile by tile (a picture's Gram matrix is its tiles' weighted by their share of the positions) and inside
+the dream engine.
 """
 from __future__ import annotations
 
@@ -12,14 +14,6 @@ import torch
 
 from fastdream.errors import FastdreamError
 from fastdream.metrics import gram_matrix  # noqa: F401  (the one Gram matrix; re-exported here)
-
-
-def gram_sum(feat: torch.Tensor) -> torch.Tensor:
-    """Unnormalized ``F F^T`` ``[B, C, C]`` of ``feat: [B, C, h, w]`` (to sum over tiles, then divide by
-    C times the total number of positions)."""
-    B, C = feat.shape[:2]
-    f = feat.reshape(B, C, -1)
-    return torch.bmm(f, f.transpose(1, 2))
 
 
 def blend_grams(grams: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:

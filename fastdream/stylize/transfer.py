@@ -14,165 +14,43 @@ Losses (each one relative, so the weights mean the same on every layer and every
   T_l the weighted mean of the style pictures' Gram matrices;
 - tv      = mean squared difference of neighbouring pixels (smoothness).
 
-Large pictures are evaluated tile by tile with a halo: a first pass without gradients sums every tile's
-``F F^T`` into the picture's Gram matrices, a second pass back-propagates each tile's share of the exact
-loss gradient ``2 (G - T) : dG/dF``. Memory then grows with the tile, not with the picture.
+Large pictures are evaluated tile by tile with a halo (``ops.halo_tiles``: the cores partition the
+picture, each seen with context around it): a first pass without gradients sums every tile's Gram matrix,
+weighted by its share of the positions, into the picture's Gram matrices, a second pass back-propagates
+each tile's share of the exact loss gradient ``2 (G - T) : dG/dF``. Memory then grows with the tile, not
+with the picture.
+
+This module is the loss and the loop over scales; the configuration is in
+:mod:`fastdream.stylize.config`, sizes and the schedule in :mod:`fastdream.stylize.scales`, the
+optimizers in :mod:`fastdream.stylize.optimize`, and every Gram matrix is
+:func:`fastdream.metrics.gram_matrix` (normalized by C*H*W).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
+from fastdream import ops
 from fastdream.errors import FastdreamError
+from fastdream.metrics import gram_matrix
 from fastdream.stylize.color import gray3
-from fastdream.stylize.gram import blend_grams, gram_sum, target_scale
-
-# Chosen by looking at pictures on EfficientNet-Lite0 (see docs/style.md): the ends of the stages at
-# strides 2..16 carry colour, strokes and texture; block10 (stride 16, 112 channels) keeps the objects
-# recognisable while leaving the style free to repaint their surfaces.
-DEFAULT_STYLE_LAYERS = ("stem", "block2", "block4", "block7", "block10")
-DEFAULT_CONTENT_LAYER = "block10"
-
-OPTIMIZERS = ("lbfgs", "adam")
-# the automatic schedule's fewest evaluations at the output scale (when there are several scales): 80 bring
-# the style loss to <= 0.10 of its start on photo pairs at their own size (chelsea + brick, the tuning pair:
-# 0.091 fp32 / 0.093 bf16 with 80, 0.113 / 0.116 with 55; held out, astronaut + grass and motorcycle +
-# Hubble: 0.02 either way; docs/style.md)
-FINAL_ITERS = 80
-PRESERVE = ("luminance", "histogram")
+# the configuration and the sizes live in their own modules; their names stay importable from here
+from fastdream.stylize.config import (DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, FINAL_ITERS, OPTIMIZERS,  # noqa: F401
+                                      PRESERVE, StyleConfig, StyleStats)
+from fastdream.stylize.gram import blend_grams, target_scale
+from fastdream.stylize.optimize import optimize
+from fastdream.stylize.scales import LayerInfo, fit_long_side, resize, schedule  # noqa: F401
 
 
-@dataclasses.dataclass
-class StyleConfig:
-    """Every knob of a style transfer. Defaults give a good picture from a photo and a painting."""
-
-    content_layer: str = DEFAULT_CONTENT_LAYER
-    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
-    layer_weights: tuple[float, ...] | None = None   # per style layer (default: equal); normalized
-    content_weight: float = 1.0
-    style_weight: float = 100.0
-    tv_weight: float = 1.0
-    optimizer: str = "lbfgs"          # lbfgs | adam
-    iters: int | tuple[int, ...] = 120  # evaluations at the coarsest scale (a list: one per scale); the
-    #                                     output scale gets at least min(iters, FINAL_ITERS)
-    lr: float = 0.02                  # Adam's step (pixels are in [0, 1]); L-BFGS uses 1
-    size: int | None = None           # long side of the output (default: the content's)
-    scales: int | None = None         # number of scales, coarse to fine, x2 apart (default: automatic)
-    coarse_size: int = 384            # the automatic schedule starts at most this large (long side)
-    style_scale: float = 1.0          # style pictures are seen at this times the working size
-    preserve_color: str | None = None  # None | luminance | histogram
-    init: Any = "content"             # content | noise | a picture (path, PIL, numpy, tensor)
-    seed: int = 0
-    max_tile_pixels: int = 1024 * 1024  # pictures above this many pixels are evaluated tile by tile
-    tile: int | None = None           # tile size (default: from max_tile_pixels)
-    tile_halo: int = 64               # context pixels around each tile
-    pyramid: int = 8                  # L-BFGS over up to this many pyramid levels, the coarsest >= 32 px
-    #                                   on the short side (1: plain pixels)
-    precision: str = "auto"           # the backbone's: auto | fp32 | bf16 | fp16 (see fastdream.precision)
-
-    def validate(self) -> None:
-        def bad(msg):
-            raise FastdreamError(msg)
-
-        for name in ("content_weight", "style_weight", "tv_weight", "lr", "style_scale"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                bad(f"{name.replace('_', ' ')} must be a number >= 0, got {v!r}")
-        if not self.style_scale > 0:
-            bad(f"style scale must be > 0, got {self.style_scale!r}")
-        if self.optimizer not in OPTIMIZERS:
-            bad(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
-        if self.optimizer == "adam" and not self.lr > 0:
-            bad(f"Adam's learning rate must be > 0, got {self.lr!r}")
-        if self.preserve_color not in (None, *PRESERVE):
-            bad(f"unknown colour preservation {self.preserve_color!r}; choose from {', '.join(PRESERVE)}")
-        iters = self.iters if isinstance(self.iters, (tuple, list)) else (self.iters,)
-        if not iters or any(not isinstance(i, int) or i < 0 for i in iters):
-            bad(f"iterations must be whole numbers >= 0, got {self.iters!r}")
-        if self.size is not None and (not isinstance(self.size, int) or self.size < 1):
-            bad(f"size must be a whole number of pixels, got {self.size!r}")
-        if self.scales is not None and (not isinstance(self.scales, int) or not 1 <= self.scales <= 8):
-            bad(f"scales must be 1..8, got {self.scales!r}")
-        if isinstance(self.iters, (tuple, list)) and self.scales is not None and len(self.iters) not in (1, self.scales):
-            bad(f"{len(self.iters)} iteration counts for {self.scales} scales")
-        if not self.style_layers:
-            bad("at least one style layer is needed")
-        if self.layer_weights is not None:
-            if len(self.layer_weights) != len(self.style_layers):
-                bad(f"{len(self.layer_weights)} layer weights for {len(self.style_layers)} style layers")
-            if any(not (math.isfinite(w) and w >= 0) for w in self.layer_weights) or not sum(self.layer_weights) > 0:
-                bad(f"layer weights must be >= 0 and not all zero, got {self.layer_weights}")
-        if isinstance(self.init, str) and self.init not in ("content", "noise") and not self.init:
-            bad("init must be 'content', 'noise' or a picture")
-        if self.tile is not None and self.tile < 64:
-            bad(f"tile must be >= 64 pixels, got {self.tile}")
-        if self.max_tile_pixels < 64 * 64:
-            bad(f"max tile pixels must be >= {64 * 64}, got {self.max_tile_pixels}")
-        if not isinstance(self.pyramid, int) or not 1 <= self.pyramid <= 8:
-            bad(f"pyramid levels must be 1..8, got {self.pyramid!r}")
-        if self.tile_halo < 0:
-            bad(f"tile halo must be >= 0, got {self.tile_halo}")
-
-
-@dataclasses.dataclass
-class StyleStats:
-    content_loss_start: float = 0.0
-    content_loss_end: float = 0.0
-    style_loss_start: float = 0.0
-    style_loss_end: float = 0.0
-    tv_loss_end: float = 0.0
-    evaluations: int = 0
-    scale_sizes: list = dataclasses.field(default_factory=list)   # [[h, w], ...] coarse to fine
-    iters: list = dataclasses.field(default_factory=list)
-    tiles: list = dataclasses.field(default_factory=list)          # tiles per evaluation, per scale
-    style_loss_per_layer: dict = dataclasses.field(default_factory=dict)
-
-
-def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``x [B, 3, H, W]`` resized to ``size`` (antialiased when shrinking)."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode="bicubic" if not shrink else "bilinear", align_corners=False,
-                         antialias=shrink).clamp_(0, 1)
-
-
-def fit_long_side(h: int, w: int, long_side: float) -> tuple[int, int]:
-    s = long_side / max(h, w)
-    return max(1, round(h * s)), max(1, round(w * s))
-
-
-def _splits(n: int, tile: int, align: int = 32) -> list[tuple[int, int]]:
-    k = max(1, math.ceil(n / tile))
-    if k == 1:
-        return [(0, n)]
-    edges = [0] + [min(n, max(0, round(i * n / k / align) * align)) for i in range(1, k)] + [n]
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-
-
-class LayerInfo:
-    """Strides and channel counts of the backbone's taps (from a meta-device forward pass)."""
-
-    def __init__(self, backbone, names: Sequence[str]):
-        probe = 256
-        shapes = dict(backbone.layers(probe))
-        self.channels, self.stride = {}, {}
-        for n in names:
-            c = backbone.resolve_tap(n)
-            s = shapes[c]
-            if len(s) != 3:
-                raise FastdreamError(f"layer {n!r} of {backbone.name} has no spatial map (shape {s}); "
-                                     "style and content layers must be feature maps")
-            self.channels[n] = s[0]
-            self.stride[n] = probe / s[1]
-
-    def min_side(self, names: Sequence[str]) -> int:
-        """The smallest picture side that gives every layer at least 2 positions per side."""
-        return int(math.ceil(2 * max(self.stride[n] for n in names)))
+def _add_tile_gram(total, positions: int, feat: torch.Tensor):
+    """One tile's term of a picture's Gram matrix: ``(total + N_t G_t, positions + N_t)`` for the tile's
+    features ``feat [1, C, h_t, w_t]`` (``G_t = gram_matrix(feat)``, ``N_t = h_t w_t``). The picture's Gram
+    matrix is ``total / positions``: the one normalization of :func:`fastdream.metrics.gram_matrix`
+    (C times the positions), over all tiles' positions."""
+    n = feat.shape[-2] * feat.shape[-1]
+    return total + gram_matrix(feat)[0] * float(n), positions + n
 
 
 class StyleTransfer:
@@ -206,61 +84,18 @@ class StyleTransfer:
     # -- schedule -------------------------------------------------------------------------------
     def schedule(self, h: int, w: int) -> list[tuple[tuple[int, int], int]]:
         """``[((h, w), iterations), ...]`` coarse to fine for a content picture of ``h x w``."""
-        cfg = self.config
-        long_side = cfg.size or max(h, w)
-        need = self.info.min_side([*cfg.style_layers, cfg.content_layer])
-        final = fit_long_side(h, w, long_side)
-        if min(final) < need:
-            raise FastdreamError(
-                f"the output ({final[1]}x{final[0]}) is too small for the chosen layers: "
-                f"{self._deepest()} needs at least {need} pixels on the short side")
-        if cfg.scales is not None:
-            k = cfg.scales
-            coarsest = fit_long_side(h, w, long_side / 2 ** (k - 1))
-            if min(coarsest) < need:
-                raise FastdreamError(
-                    f"{k} scales make the coarsest picture {coarsest[1]}x{coarsest[0]}, too small for "
-                    f"{self._deepest()} (at least {need} pixels on the short side); use fewer --scales")
-        else:
-            k = 1
-            while long_side / 2 ** k >= cfg.coarse_size / 2 and long_side / 2 ** (k - 1) > cfg.coarse_size \
-                    and min(fit_long_side(h, w, long_side / 2 ** k)) >= max(need, 64):
-                k += 1
-        sizes = [fit_long_side(h, w, long_side / 2 ** (k - 1 - i)) for i in range(k)]
-        if isinstance(cfg.iters, (tuple, list)):
-            if len(cfg.iters) not in (1, k):
-                raise FastdreamError(f"{len(cfg.iters)} iteration counts for {k} scales "
-                                     f"({', '.join(f'{w}x{h}' for h, w in sizes)}); give one or {k}")
-            its = list(cfg.iters) if len(cfg.iters) == k else [cfg.iters[0]] * k
-        else:
-            # coarse scales: about the same work each (4x the pixels, a quarter of the evaluations); they
-            # set the layout. The output scale gets at least FINAL_ITERS evaluations whatever the rule gives:
-            # upsampling blurs the strokes the coarser scale painted, and on the motorcycle photo at 2048 px
-            # the upsampled 1024 result had a larger style loss than the content itself (0.78 against 0.55),
-            # so 2 evaluations there left 82% of the loss (docs/style.md, "Large pictures").
-            its = [cfg.iters if i == 0 else max(min(cfg.iters, 5), round(cfg.iters / 4 ** i)) for i in range(k)]
-            if k > 1:
-                its[-1] = max(its[-1], min(cfg.iters, FINAL_ITERS))
-        return list(zip(sizes, its))
-
-    def _deepest(self) -> str:
-        names = [*self.config.style_layers, self.config.content_layer]
-        return max(names, key=lambda n: self.info.stride[n])
+        return schedule(self.config, self.info, h, w)
 
     # -- tiling ---------------------------------------------------------------------------------
     def tiles(self, h: int, w: int):
-        """``[(core (y0, y1, x0, x1), crop (y0, y1, x0, x1)), ...]`` covering an ``h x w`` picture."""
+        """``[(core (y0, y1, x0, x1), crop (y0, y1, x0, x1)), ...]`` covering an ``h x w`` picture: one tile
+        up to ``max_tile_pixels`` (unless ``tile`` is given), else ``ops.halo_tiles`` of ``tile`` pixels
+        (default: the square of ``max_tile_pixels`` less the halo on both sides) and ``tile_halo``."""
         cfg = self.config
         if cfg.tile is None and h * w <= cfg.max_tile_pixels:
             return [((0, h, 0, w), (0, h, 0, w))]
         t = cfg.tile or max(64, int(math.sqrt(cfg.max_tile_pixels)) - 2 * cfg.tile_halo)
-        halo = cfg.tile_halo
-        out = []
-        for y0, y1 in _splits(h, t):
-            for x0, x1 in _splits(w, t):
-                out.append(((y0, y1, x0, x1),
-                            (max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo))))
-        return out
+        return ops.halo_tiles(h, w, t, cfg.tile_halo)
 
     @staticmethod
     def _core(feat: torch.Tensor, core, crop) -> torch.Tensor:
@@ -278,16 +113,14 @@ class StyleTransfer:
     def grams(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """Gram matrices ``{layer: [C, C]}`` of one picture ``x [1, 3, H, W]`` (tiled when large)."""
         layers = list(layers or self.config.style_layers)
-        sums = {n: None for n in layers}
+        sums = {n: 0.0 for n in layers}
         count = {n: 0 for n in layers}
         for core, crop in self.tiles(*x.shape[-2:]):
             acts = self._forward_taps(x[..., crop[0]:crop[1], crop[2]:crop[3]], layers)
             for n in layers:
-                f = self._core(acts[n], core, crop)
-                s = gram_sum(f)[0]
-                sums[n] = s if sums[n] is None else sums[n] + s
-                count[n] += f.shape[-2] * f.shape[-1]
-        return {n: sums[n] / float(self.info.channels[n] * count[n]) for n in layers}
+                sums[n], count[n] = _add_tile_gram(sums[n], count[n], self._core(acts[n], core, crop))
+            del acts
+        return {n: sums[n] / float(count[n]) for n in layers}
 
     def style_targets(self, styles: Sequence[tuple[torch.Tensor, float]], size: tuple[int, int]):
         """Blended Gram targets ``{layer: [C, C]}`` for a working picture of ``size``: every style
@@ -328,8 +161,7 @@ class StyleTransfer:
                 acts = self._forward_taps(xg, self.taps)
                 per_layer = {}
                 for n in cfg.style_layers:
-                    f = acts[n]
-                    g = gram_sum(f)[0] / float(f.shape[1] * f.shape[2] * f.shape[3])
+                    g = gram_matrix(acts[n])[0]
                     per_layer[n] = (g - targets[n]).square().sum() * scales[n]
                 style = sum(per_layer.values())
                 content = (acts[cl] - content_feats[0]).square().sum() * c_scale
@@ -341,22 +173,18 @@ class StyleTransfer:
             return float(total.detach()), parts, grad
 
         # pass 1: the picture's Gram matrices and content loss, tile by tile, without gradients
-        sums = {n: None for n in cfg.style_layers}
+        sums = {n: 0.0 for n in cfg.style_layers}
         count = {n: 0 for n in cfg.style_layers}
         content = 0.0
         with torch.no_grad():
             for (core, crop), fc in zip(tiles, content_feats):
                 acts = self._forward_taps(x[..., crop[0]:crop[1], crop[2]:crop[3]], self.taps)
                 for n in cfg.style_layers:
-                    f = self._core(acts[n], core, crop)
-                    s = gram_sum(f)[0]
-                    sums[n] = s if sums[n] is None else sums[n] + s
-                    count[n] += f.shape[-2] * f.shape[-1]
+                    sums[n], count[n] = _add_tile_gram(sums[n], count[n], self._core(acts[n], core, crop))
                 content += float((self._core(acts[cl], core, crop) - fc).square().sum())
                 del acts
         content *= c_scale
-        norm = {n: float(self.info.channels[n] * count[n]) for n in cfg.style_layers}
-        grams = {n: sums[n] / norm[n] for n in cfg.style_layers}
+        grams = {n: sums[n] / float(count[n]) for n in cfg.style_layers}
         per_layer = {n: float((grams[n] - targets[n]).square().sum()) * scales[n] for n in cfg.style_layers}
         style = sum(per_layer.values())
         xg = x.detach().requires_grad_(need_grad)
@@ -367,15 +195,18 @@ class StyleTransfer:
         if not need_grad:
             return total, parts, None
         grad = torch.autograd.grad(cfg.tv_weight * tv, xg)[0] if cfg.tv_weight > 0 else torch.zeros_like(x)
-        # pass 2: each tile's share of the gradient. d/dF of ||G - T||^2 with G = sum_t F_t F_t^T / norm
-        # is 2 (G - T) : dG/dF, so a tile back-propagates <coef, F_t F_t^T> / norm with coef fixed.
-        coef = {n: (2.0 * cfg.style_weight * scales[n] / norm[n]) * (grams[n] - targets[n]) for n in cfg.style_layers}
+        # pass 2: each tile's share of the gradient. G = sum_t (N_t / N) G_t (G_t: tile t's Gram matrix,
+        # N_t its positions, N theirs all), and d/dF of ||G - T||^2 is 2 (G - T) : dG/dF, so a tile
+        # back-propagates (N_t / N) <coef, G_t> with coef = 2 (G - T) (times the layer's weight) fixed.
+        coef = {n: (2.0 * cfg.style_weight * scales[n]) * (grams[n] - targets[n]) for n in cfg.style_layers}
         for (core, crop), fc in zip(tiles, content_feats):
             t = x[..., crop[0]:crop[1], crop[2]:crop[3]].detach().requires_grad_(True)
             acts = self._forward_taps(t, self.taps)
             sur = cfg.content_weight * c_scale * (self._core(acts[cl], core, crop) - fc).square().sum()
             for n in cfg.style_layers:
-                sur = sur + (coef[n] * gram_sum(self._core(acts[n], core, crop))[0]).sum()
+                f = self._core(acts[n], core, crop)
+                share = f.shape[-2] * f.shape[-1] / float(count[n])
+                sur = sur + (coef[n] * gram_matrix(f)[0]).sum() * share
             (g,) = torch.autograd.grad(sur, t)
             grad[..., crop[0]:crop[1], crop[2]:crop[3]] += g
             del acts, sur, g
@@ -471,86 +302,8 @@ class StyleTransfer:
         return resize(content, size)
 
     def _optimize(self, x, iters, targets, cfeats, progress, done, total):
-        cfg = self.config
-        if iters == 0:
-            return x, 0
-        x = x.detach().clone().requires_grad_(True)
-        count = [0]
+        def evaluate(xd):
+            loss, _, g = self.evaluate(xd, targets, cfeats, need_grad=True)
+            return loss, g
 
-        def closure():
-            loss, _, g = self.evaluate(x.detach(), targets, cfeats, need_grad=True)
-            x.grad = g
-            count[0] += 1
-            if progress is not None:
-                progress(done + min(count[0], iters), total)
-            return torch.tensor(loss)
-
-        if cfg.optimizer == "adam":
-            opt = torch.optim.Adam([x], lr=cfg.lr)
-            for _ in range(iters):
-                opt.step(closure)
-                with torch.no_grad():
-                    x.clamp_(0, 1)
-        elif self._levels(x) > 1:
-            return self._optimize_pyramid(x.detach(), iters, targets, cfeats, progress, done, total)
-        else:
-            history = 20 if x.numel() <= 3 * 1024 * 1024 else 8
-            opt = torch.optim.LBFGS([x], lr=1.0, max_iter=1, max_eval=2, history_size=history,
-                                    tolerance_grad=0.0, tolerance_change=0.0)
-            while count[0] < iters:
-                opt.step(closure)
-                with torch.no_grad():
-                    x.clamp_(0, 1)
-        return x.detach(), count[0]
-
-    def _levels(self, x) -> int:
-        """Pyramid levels for L-BFGS on a picture ``x`` (1: plain pixels)."""
-        n = self.config.pyramid
-        h, w = x.shape[-2:]
-        k = 1
-        while k < n and min(h, w) / 2 ** k >= 32:
-            k += 1
-        return k
-
-    def _optimize_pyramid(self, x, iters, targets, cfeats, progress, done, total):
-        """L-BFGS on a Laplacian-pyramid parameterization: ``x = z_0 + sum_k up(z_k)`` with ``z_k`` at
-        1/2^k the size. The same loss, but broad changes move many pixels in one coordinate, so they
-        need far fewer steps on a large picture (plain pixel descent corrects low frequencies slowly)."""
-        h, w = x.shape[-2:]
-        k = self._levels(x)
-        zs = [x.clone()] + [torch.zeros((1, 3, math.ceil(h / 2 ** i), math.ceil(w / 2 ** i)), device=x.device)
-                            for i in range(1, k)]
-
-        def synth(z):
-            out = z[0]
-            for zi in z[1:]:
-                out = out + F.interpolate(zi, size=(h, w), mode="bilinear", align_corners=False)
-            return out
-
-        count = [0]
-        params = [z.requires_grad_(True) for z in zs]
-
-        def closure():
-            with torch.enable_grad():
-                z = [p.detach().requires_grad_(True) for p in params]
-                xs = synth(z)
-            loss, _, g = self.evaluate(xs.detach(), targets, cfeats, need_grad=True)
-            grads = torch.autograd.grad(xs, z, grad_outputs=g)
-            for p, gz in zip(params, grads):
-                p.grad = gz
-            count[0] += 1
-            if progress is not None:
-                progress(done + min(count[0], iters), total)
-            return torch.tensor(loss)
-
-        numel = sum(z.numel() for z in zs)
-        history = 20 if numel <= 3 * 1024 * 1024 else 8
-        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=1, max_eval=2, history_size=history,
-                                tolerance_grad=0.0, tolerance_change=0.0)
-        while count[0] < iters:
-            opt.step(closure)
-            with torch.no_grad():  # keep the picture in [0, 1]: the finest level takes the correction
-                xs = synth([p.detach() for p in params])
-                params[0].add_(xs.clamp(0, 1) - xs)
-        with torch.no_grad():
-            return synth([p.detach() for p in params]).clamp_(0, 1), count[0]
+        return optimize(self.config, x, iters, evaluate, progress, done, total)
