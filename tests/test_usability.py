@@ -253,7 +253,7 @@ def test_plain_progress_lines_off_a_terminal(tmp_path, small):
 
 
 def test_progress_helper_modes(monkeypatch, capsys):
-    from fastdream.cli import common
+    from fastdream import progress as common  # the display the commands and the video jobs share
 
     monkeypatch.setenv("FASTDREAM_PROGRESS_EVERY", "0")
     monkeypatch.setattr(common, "_mode", {"progress": "plain"})

@@ -55,45 +55,45 @@ def add_parser(sub):
                                  "(one GPU per process with CUDA).")
     t.add_argument("data", help="dataset folder from `fastdream distill dataset`")
     t.add_argument("-o", "--output", required=True, help="checkpoint (.pt) written as training goes")
-    t.add_argument("--steps", type=number(int, 1, 10_000_000), default=D.steps, help=f"training steps")
+    t.add_argument("--steps", type=number(int, 1, 10_000_000), default=D.steps, help="training steps")
     t.add_argument("--batch", type=number(int, 1, 4096), default=D.batch, help="crops per step (per process)")
     t.add_argument("--crop", type=number(int, 16, 4096), default=D.crop,
-                   help=f"training crop size, cut out of the pairs")
-    t.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=D.lr, help=f"Adam learning rate")
+                   help="training crop size, cut out of the pairs")
+    t.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=D.lr, help="Adam learning rate")
     t.add_argument("--arch", choices=["v1", "v2"], default=f"v{D.version}",
                    help="generator layout: v2 DreamNet (1/16 resolution, dilated blocks, pixel-shuffle output; "
                         "default), v1 the first filter's")
-    t.add_argument("--width", type=number(int, 4, 256), default=D.width, help=f"generator width")
+    t.add_argument("--width", type=number(int, 4, 256), default=D.width, help="generator width")
     t.add_argument("--blocks", type=number(int, 0, 32), default=D.blocks,
-                   help=f"residual blocks at the coarsest resolution")
-    t.add_argument("--deep", type=number(int, 8, 1024), default=D.deep, help=f"v2: channels at 1/16")
+                   help="residual blocks at the coarsest resolution")
+    t.add_argument("--deep", type=number(int, 8, 1024), default=D.deep, help="v2: channels at 1/16")
     t.add_argument("--mid-blocks", type=number(int, 0, 16), default=D.mid_blocks,
-                   help=f"v2: residual blocks at 1/8")
+                   help="v2: residual blocks at 1/8")
     t.add_argument("--pixel-weight", type=number(float, 0), default=D.pixel_weight,
-                   help=f"L1 to the teacher")
+                   help="L1 to the teacher")
     t.add_argument("--feature-weight", type=number(float, 0), default=D.feature_weight,
-                   help=f"backbone features against the teacher's")
+                   help="backbone features against the teacher's")
     t.add_argument("--feature-layers", default=",".join(D.feature_layers),
-                   help=f"backbone taps of the perceptual loss")
+                   help="backbone taps of the perceptual loss")
     t.add_argument("--style-weight", type=number(float, 0), default=D.style_weight,
-                   help=f"Gram-matrix (texture statistics) loss against the teacher's dream")
+                   help="Gram-matrix (texture statistics) loss against the teacher's dream")
     t.add_argument("--style-layers", default=",".join(D.style_layers),
-                   help=f"backbone taps of the Gram loss")
+                   help="backbone taps of the Gram loss")
     t.add_argument("--adversarial-weight", type=number(float, 0), default=D.adversarial_weight,
-                   help=f"conditional patch discriminator term (0: none)")
+                   help="conditional patch discriminator term (0: none)")
     t.add_argument("--adversarial-start", type=number(int, 0), default=D.adversarial_start,
-                   help=f"reconstruction-only steps before the discriminator joins")
+                   help="reconstruction-only steps before the discriminator joins")
     t.add_argument("--disc-width", type=number(int, 4, 512), default=D.disc_width,
-                   help=f"discriminator width")
+                   help="discriminator width")
     t.add_argument("--disc-lr", type=number(float, 0, 10, lo_open=True), default=D.disc_lr,
-                   help=f"discriminator learning rate")
+                   help="discriminator learning rate")
     t.add_argument("--objective-weight", type=number(float, 0), default=D.objective_weight,
-                   help=f"climb the teacher's objective up to the teacher's level")
+                   help="climb the teacher's objective up to the teacher's level")
     t.add_argument("--objective-target", type=number(float, 0, 10, lo_open=True), default=D.objective_target,
                    help="the objective term is satisfied at this multiple of the teacher's objective (default 1)")
     t.add_argument("--objective-patch", type=number(int, 0, 4096), default=D.objective_patch,
                    help="...in every patch of this many pixels, not only on average over the crop (0: the "
-                        f"whole crop)")
+                        "whole crop)")
     t.add_argument("--objective-channels", action="store_true",
                    help="...and in every channel of a layer objective: the filter must raise the channels the "
                         "teacher raised, not just any")
@@ -106,12 +106,12 @@ def add_parser(sub):
                         "cannot easily tell where the picture ends, which helps when it climbs an objective)")
     t.add_argument("--loss-margin", type=number(int, 0, 4096), default=D.loss_margin,
                    help="the backbone terms see each crop mirrored outwards by this many pixels, so the filter's borders "
-                        f"are trained like the rest and frames along them earn nothing")
+                        "are trained like the rest and frames along them earn nothing")
     t.add_argument("--temporal-weight", type=number(float, 0), default=D.temporal_weight,
                    help="consistency of the output on crops shifted by a few pixels (stable video; default "
                         f"{D.temporal_weight})")
     t.add_argument("--val-every", type=number(int, 1), default=D.val_every,
-                   help=f"every N-th pair (by index) is held out for validation")
+                   help="every N-th pair (by index) is held out for validation")
     t.add_argument("--eval-every", type=number(int, 1), default=D.eval_every, help="validate every N steps")
     t.add_argument("--save-every", type=number(int, 1), default=D.save_every, help="save the checkpoint every N steps")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint at -o")

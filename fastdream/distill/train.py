@@ -26,7 +26,6 @@ rank 0 writes checkpoints.
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
 import sys
 import time
@@ -50,20 +49,20 @@ from fastdream.precision import resolve_precision
 @torch.no_grad()
 def validate(model, pairs: PairSet, device="cpu") -> dict:
     """L1 and PSNR of the generator against the teacher on the held-out pairs (and the input's PSNR),
-    one pair at a time (pairs may differ in size)."""
+    one pair at a time (pairs may differ in size); the PSNR is over all their pixels together."""
+    from fastdream.metrics import psnr
+
     if not pairs.val_x:
         return {}
-    l1, se_o, se_x, n = 0.0, 0.0, 0.0, 0
+    outs, ys, xs = [], [], []
     for xv, yv in zip(pairs.val_x, pairs.val_y):
         x = xv[None].float().div_(255).to(device)
-        y = yv[None].float().div_(255).to(device)
-        o = model(x)
-        l1 += float(F.l1_loss(o, y)) * y.numel()
-        se_o += float((o - y).double().square().sum())
-        se_x += float((x - y).double().square().sum())
-        n += y.numel()
-    to_db = lambda se: math.inf if se == 0 else 10 * math.log10(n / se)  # noqa: E731
-    return {"val_pairs": len(pairs.val_x), "val_l1": l1 / n, "val_psnr_db": to_db(se_o), "val_input_psnr_db": to_db(se_x)}
+        outs.append(model(x).flatten().cpu())
+        ys.append(yv.flatten().float().div_(255))
+        xs.append(x.flatten().cpu())
+    o, y, x = (torch.cat(t)[None, None, None] for t in (outs, ys, xs))
+    return {"val_pairs": len(pairs.val_x), "val_l1": float(F.l1_loss(o, y)), "val_psnr_db": psnr(o, y),
+            "val_input_psnr_db": psnr(x, y)}
 
 
 def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False, backbone=None,

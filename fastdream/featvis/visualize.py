@@ -180,12 +180,6 @@ def run_taps(backbone, x: torch.Tensor, taps, precision: str = "fp32") -> dict[s
     return acts
 
 
-def gram(a: torch.Tensor) -> torch.Tensor:
-    """Gram matrices ``[B, C, C]`` of feature maps ``a: [B, C, h, w]`` (divided by h*w)."""
-    f = a.flatten(2)
-    return f @ f.transpose(1, 2) / f.shape[-1]
-
-
 def diversity_penalty(acts: torch.Tensor) -> torch.Tensor:
     """Mean pairwise cosine similarity of the Gram matrices of a batch ``[B, C, h, w]``; 0 for B = 1.
 
@@ -193,7 +187,9 @@ def diversity_penalty(acts: torch.Tensor) -> torch.Tensor:
     B = acts.shape[0]
     if B < 2:
         return acts.new_zeros(())
-    g = F.normalize(gram(acts).flatten(1), dim=1)   # [B, C*C]
+    from fastdream.metrics import gram_matrix
+
+    g = F.normalize(gram_matrix(acts).flatten(1), dim=1)   # [B, C*C] (the scale cancels in the cosine)
     sim = g @ g.t()                                   # [B, B]
     off = sim.sum() - sim.diagonal().sum()
     return off / (B * (B - 1))

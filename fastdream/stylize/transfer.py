@@ -151,7 +151,6 @@ class StyleTransfer:
         cl = cfg.content_layer
         scales = {n: lw[n] * target_scale(targets[n]) for n in cfg.style_layers}
         c_norm = sum(float(f.square().sum()) for f in content_feats)
-        c_count = sum(f.numel() for f in content_feats)
         c_scale = 1.0 / max(c_norm, 1e-30)  # content = sum (F - Fc)^2 / sum Fc^2
 
         if len(tiles) == 1:
