@@ -12,7 +12,19 @@ import importlib
 
 __version__ = "0.1.0"
 
-from fastdream._native import build_info, has_cuda  # noqa: E402,F401
+from fastdream._native import has_cuda  # noqa: E402,F401
+
+
+def build_info() -> dict:
+    """What the native module was compiled with (``fastdream._native.build_info``), and
+    ``precision_auto``: what ``--precision auto`` picks for the backbone on this machine
+    (``{"cpu": "bf16" | "fp32", "cpu_bf16_flags": [...], "cuda": ...}``, see :mod:`fastdream.precision`)."""
+    from fastdream._native import build_info as native_info
+    from fastdream.precision import describe
+
+    return {**native_info(), "precision_auto": describe()}
+
+
 from fastdream.process import configure_process  # noqa: E402,F401  (process-wide knobs: the CLI calls it)
 
 # The public API, imported on first use so that `import fastdream` (and the CLI's --help) stays fast.

@@ -21,13 +21,10 @@ def build_info() -> dict:
     """What the native module was compiled with.
 
     Keys: ``cuda`` (bool), ``cuda_version``, ``cuda_runtime_version``, ``cuda_architectures``,
-    ``openmp`` (bool), ``openmp_version``, ``openmp_max_threads``, ``compiler``, ``build_type``, and
-    ``precision_auto``: what ``--precision auto`` picks for the backbone on this machine
-    (``{"cpu": "bf16" | "fp32", "cpu_bf16_flags": [...], "cuda": ...}``, see :mod:`fastdream.precision`).
+    ``openmp`` (bool), ``openmp_version``, ``openmp_max_threads``, ``compiler``, ``build_type``.
+    (``fastdream.build_info()`` adds ``precision_auto``: what ``--precision auto`` picks here.)
     """
-    from fastdream.precision import describe
-
-    return {**native().build_info(), "precision_auto": describe()}
+    return dict(native().build_info())
 
 
 def has_cuda() -> bool:

@@ -9,8 +9,9 @@ import torch
 from fastdream.backbones import load_backbone
 from fastdream.featvis import param as P
 from fastdream.featvis.transforms import RobustTransform, apply_affine
-from fastdream.featvis.visualize import (VisualizeConfig, diversity_penalty, gram, measure, optimize,
-                                         parse_targets)
+from fastdream.featvis.visualize import VisualizeConfig, diversity_penalty, measure, optimize
+from fastdream.metrics import gram_matrix as gram
+from fastdream.objective_text import parse_targets
 from fastdream.errors import FastdreamError
 from fastdream.imageio import load_image
 

@@ -68,9 +68,8 @@ def run(args) -> int:
     from fastdream.featvis.api import fit_size, get_backbone
     from fastdream.metrics import psnr
     from fastdream.featvis.sheet import make_sheet, save_pil
-    from fastdream.objective_text import parse_priors
-    from fastdream.featvis.visualize import (VisualizeConfig, headline, measure, optimize, parse_targets,
-                                             visualize_priors)
+    from fastdream.featvis.visualize import VisualizeConfig, headline, measure, optimize, visualize_priors
+    from fastdream.objective_text import parse_priors, parse_targets
     from fastdream.imageio import check_output_path, load_image, save_image
     from fastdream.report import peak_rss_mb, write_report
 

@@ -54,7 +54,7 @@ class DreamConfig:
     #                                   is added back; None: half the steps per octave (rounded up); 0: none
     precision: str = "auto"           # the backbone's: auto | fp32 | bf16 | fp16 (see fastdream.precision)
     # colour-decorrelated steps: the gradient's colour is mapped through the photos' colour covariance
-    # (featvis.param.COLOR_MATRIX M: M M^T g), so steps change brightness and natural hues rather than
+    # (engine.colour.COLOR_MATRIX M: M M^T g), so steps change brightness and natural hues rather than
     # single channels (no rainbow noise). None: on where an objective draws objects in a zoomed view
     # (BoxView, Face), off otherwise (the classic DeepDream look).
     decorrelate: bool | None = None
@@ -119,9 +119,9 @@ class DreamStats:
 
 
 def colour_preconditioner() -> torch.Tensor:
-    """``M M^T`` ``[3, 3]`` for the photos' colour matrix M (featvis.param), scaled so its largest column
+    """``M M^T`` ``[3, 3]`` for the photos' colour matrix M (engine.colour), scaled so its largest column
     has norm 1: maps a gradient's colour onto the directions along which photos vary."""
-    from fastdream.featvis.param import COLOR_MATRIX
+    from fastdream.engine.colour import COLOR_MATRIX
 
     p = COLOR_MATRIX @ COLOR_MATRIX.T
     return p / p.norm(dim=0).max()

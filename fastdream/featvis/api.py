@@ -66,7 +66,8 @@ def visualize(classes: str | int | Sequence[str | int] = (), *, channels: str | 
     >>> imgs = visualize(channels="block10:5", variants=4, size=128)
     """
     from fastdream.convert import to_tensor
-    from fastdream.featvis.visualize import Target, VisualizeConfig, headline, measure, optimize, parse_targets
+    from fastdream.featvis.visualize import Target, VisualizeConfig, headline, measure, optimize
+    from fastdream.objective_text import parse_targets
     from fastdream.imageio import tensor_to_pil
 
     dev = _device(device)

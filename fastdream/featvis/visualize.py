@@ -50,33 +50,6 @@ class Target:
         return f"{self.kind} {self.spec}" + (f" *{self.weight:g}" if self.weight != 1.0 else "")
 
 
-def _split_weight(spec: str, flag: str) -> tuple[str, float]:
-    from fastdream.objective_text import split_weight_region
-
-    body, w, region = split_weight_region(str(spec), flag)
-    if region is not None:
-        raise FastdreamError(f"{flag} {spec!r}: regions ('@') are for dreaming; visualize optimizes the whole picture")
-    if not math.isfinite(w):
-        raise FastdreamError(f"{flag} {spec!r}: the weight must be a finite number")
-    return body, w
-
-
-def _int(v: str, what: str, flag: str, spec: str) -> int:
-    try:
-        return int(v)
-    except ValueError:
-        raise FastdreamError(f"{flag} {spec!r}: {what} must be a whole number, got {v!r}") from None
-
-
-def _layer_shape(backbone, name: str, shapes: dict, flag: str) -> tuple[int, ...]:
-    if name not in shapes:
-        aliases = getattr(backbone, "aliases", {}) or {}
-        if name in aliases:
-            return shapes[aliases[name]]
-        raise FastdreamError(f"{flag}: " + suggest(name, [*shapes, *aliases], "layer"))
-    return shapes[name]
-
-
 _SHAPES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -87,55 +60,6 @@ def layer_shapes(backbone, size: tuple[int, int]) -> dict[str, tuple[int, ...]]:
     if key not in per:
         per[key] = dict(backbone.layers(key))
     return per[key]
-
-
-def parse_targets(backbone, size: tuple[int, int], classes: Sequence = (), channels: Sequence[str] = (),
-                  neurons: Sequence[str] = ()) -> list[Target]:
-    """Targets from command-line strings, checked against the backbone (names with suggestions,
-    channel and position ranges) before any work: ``classes=["jellyfish*1", 107]``,
-    ``channels=["block10:5*0.5"]``, ``neurons=["block12:5:3:3"]``."""
-    targets: list[Target] = []
-
-    def shapes():
-        return layer_shapes(backbone, size)
-
-    for c in classes:
-        if isinstance(c, int) and not isinstance(c, bool):
-            body, w = str(c), 1.0
-        else:
-            body, w = _split_weight(c, "--class")
-        idx = backbone.class_index(body)
-        names = backbone.class_names
-        targets.append(Target("class", body, w, ClassLogit(idx, names[idx] if names else None), idx))
-    for s in channels:
-        body, w = _split_weight(s, "--channel")
-        if ":" not in body:
-            raise FastdreamError(f"--channel {s!r}: expected LAYER:C (e.g. block10:5)")
-        name, c = body.rsplit(":", 1)
-        shape = _layer_shape(backbone, name, shapes(), "--channel")
-        ch = _int(c, "the channel", "--channel", s)
-        if not 0 <= ch < shape[0]:
-            raise FastdreamError(f"--channel {s!r}: channel {ch} is out of range for {name} "
-                                 f"({shape[0]} channels: 0..{shape[0] - 1})")
-        targets.append(Target("channel", body, w, Channel(name, [ch], kind="mean")))
-    for s in neurons:
-        body, w = _split_weight(s, "--neuron")
-        parts = body.rsplit(":", 3)
-        if len(parts) != 4:
-            raise FastdreamError(f"--neuron {s!r}: expected LAYER:C:Y:X (e.g. block12:5:3:3)")
-        name = parts[0]
-        shape = _layer_shape(backbone, name, shapes(), "--neuron")
-        ch, y, x = (_int(v, what, "--neuron", s) for v, what in zip(parts[1:], ("the channel", "Y", "X")))
-        if not 0 <= ch < shape[0]:
-            raise FastdreamError(f"--neuron {s!r}: channel {ch} is out of range for {name} "
-                                 f"({shape[0]} channels: 0..{shape[0] - 1})")
-        if len(shape) == 3 and not (0 <= y < shape[1] and 0 <= x < shape[2]):
-            raise FastdreamError(f"--neuron {s!r}: position ({y}, {x}) is outside {name}'s "
-                                 f"{shape[1]}x{shape[2]} grid at this size")
-        targets.append(Target("neuron", body, w, Neuron(name, ch, y, x)))
-    if not targets:
-        raise FastdreamError("nothing to visualize: give --class, --channel or --neuron")
-    return targets
 
 
 # The default weights of visualize's priors, next to Adam on a class logit or a channel's mean (chosen with
