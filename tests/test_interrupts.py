@@ -147,7 +147,8 @@ def test_dream_nan_gradients_are_skipped_and_reported(tmp_path, monkeypatch, cap
 # -- distill: the teacher dataset and the training, killed and resumed -----------------------------------
 
 DFLAGS = ["--count", "8", "--size", "32", "--octaves", "1", "--steps", "1", "--threads", "1"]
-TFLAGS = ["--steps", "6", "--save-every", "2", "--batch", "2", "--crop", "32", "--loss-margin", "0"]
+TFLAGS = ["--steps", "6", "--save-every", "2", "--batch", "2", "--crop", "24", "--loss-margin", "0",
+          "--adversarial-start", "2", "--width", "8", "--deep", "16"]  # the discriminator and the shift term on
 
 
 def _wait_for(p, ready, timeout=300):

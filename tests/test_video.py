@@ -299,6 +299,7 @@ def test_video_filter_needs_distill(small_clip, tmp_path, capsys, monkeypatch):
     model.write_bytes(b"\x08\x07")   # not an ONNX model
     with monkeypatch.context() as m:
         m.setitem(sys.modules, "fastdream.distill", None)   # import fastdream.distill raises ImportError
+        m.setitem(sys.modules, "fastdream.distill.runtime", None)  # ...even when an earlier test imported it
         msg = fail(["video", str(small_clip), "-o", str(tmp_path / "o.mp4"), "--filter", str(model)], capsys)
     assert "filters need fastdream.distill" in msg, msg
     assert not (tmp_path / "o.mp4").exists()

@@ -7,8 +7,20 @@ from fastdream.cli.common import Timer, add_dream_options, add_precision_option,
 from fastdream.errors import FastdreamError, InputError
 
 
+def _missing(args) -> int:
+    raise InputError("distill: this installation has no fastdream.distill (the filter training and runtime)")
+
+
 def add_parser(sub):
     from fastdream.presets import describe
+
+    try:
+        from fastdream.distill.config import TrainConfig
+    except ImportError:  # an installation without fastdream.distill: the command says so when run
+        p = sub.add_parser("distill", help="distill a dream into a fast feed-forward filter (not installed)")
+        p.add_argument("rest", nargs="*")
+        p.set_defaults(func=_missing)
+        return
 
     p = sub.add_parser("distill", help="distill a dream into a fast feed-forward filter",
                        description="Render teacher pairs (dataset), train a generator on them (train), measure "
@@ -43,8 +55,6 @@ def add_parser(sub):
     d.add_argument("--report", help="write a JSON report here")
     add_dream_options(d, describe())
     d.set_defaults(func=run_dataset)
-
-    from fastdream.distill.config import TrainConfig
 
     D = TrainConfig()  # the defaults are the shipped filter's recipe
     t = s.add_parser("train", help="train a generator on a dataset folder",

@@ -89,7 +89,8 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     margin = cfg.temporal_shift if cfg.temporal_weight > 0 else 0
     if cfg.crop + margin > pairs.min_size:
         raise InputError(f"--crop {cfg.crop} (+{margin} for the temporal shift) is larger than the smallest "
-                         f"pair ({pairs.min_size} pixels)")
+                         f"pair ({pairs.min_size} pixels); use a smaller --crop"
+                         + (" or --temporal-weight 0" if margin else ""))
     if log is None:
         def log(msg):
             if rank == 0:
