@@ -1,18 +1,13 @@
 #!/usr/bin/env bash
 # The recipe of the shipped dream filters, step by step; every step resumes where it stopped.
 #
-#   bash bench/distill_recipe.sh classic default   # fastdream/filters/default.onnx  (classic preset)
-#   bash bench/distill_recipe.sh textures textures # fastdream/filters/textures.onnx (textures preset)
+#   bash bench/distill_recipe.sh classic    # fastdream/filters/default.onnx  (classic preset)
+#   bash bench/distill_recipe.sh textures   # fastdream/filters/textures.onnx (textures preset)
 #
-# Environment: STEPS (training steps), PAIRS (teacher pairs), JOBS (teacher processes, one per core),
-# THREADS (torch threads of the training process). docs/distill.md gives the times on the 2-core machine.
+# JOBS: teacher processes (one per core). docs/distill.md gives the times on the 2-core machine.
 set -euo pipefail
 preset=${1:-classic}
-name=${2:-default}
-steps=${STEPS:-6000}
-pairs=${PAIRS:-320}
 jobs=${JOBS:-2}
-threads=${THREADS:-2}
 work=build/distill/$preset
 mkdir -p "$work"
 
@@ -20,21 +15,38 @@ mkdir -p "$work"
 [ -d build/photos/train ] || python bench/fetch_photos.py --out build/photos
 
 # 2. teacher pairs: whole pictures at the size of use (a long side of 640 pixels), one process per core
+count=320
+[ "$preset" = textures ] && count=192
 for ((k = 0; k < jobs; k++)); do
-  fastdream distill dataset build/photos/train -o "$work/pairs" --count "$pairs" --size 640 --whole \
+  fastdream distill dataset build/photos/train -o "$work/pairs" --count "$count" --size 640 --whole \
     --min-fraction 0.7 --preset "$preset" --min-photos 100 --shard "$k/$jobs" --threads 1 --resume --progress plain &
 done
 wait
 
-# 3. the generator (the defaults of `distill train` are this recipe), checkpointed every 100 steps
-resume=()
-[ -f "$work/filter.pt" ] && resume=(--resume)
-fastdream distill train "$work/pairs" -o "$work/filter.pt" --steps "$steps" --threads "$threads" \
-  --save-every 100 --eval-every 250 --progress plain --report "$work/train.json" "${resume[@]}"
+# 3. the generator, checkpointed every 100 steps; the phases resume the same checkpoint with other loss
+#    weights (--until stops a phase; the learning rate follows --steps)
+train() { fastdream distill train "$work/pairs" -o "$work/filter.pt" --save-every 100 --eval-every 250 \
+            --progress plain --threads 2 "$@"; }
+resume() { if [ -f "$work/filter.pt" ]; then echo --resume; fi; }
+if [ "$preset" = textures ]; then
+  name=textures
+  train $(resume) --steps 1500 --crop 192 --feature-weight 0.5 --style-weight 5 --adversarial-weight 0.5 \
+    --adversarial-start 300
+else
+  name=default
+  train $(resume) --steps 5000 --until 1200                                   # the defaults
+  train --resume --steps 4000 --until 1700                                   # the defaults, a shorter schedule
+  train --resume --steps 4000 --until 2200 --feature-weight 0.5 --style-weight 5 --adversarial-weight 0.5 \
+    --objective-weight 1
+  train --resume --steps 4000 --until 2700 --feature-weight 0.5 --style-weight 5 --adversarial-weight 0.5 \
+    --objective-weight 3
+  train --resume --steps 4000 --until 3400 --pixel-weight 0.2 --feature-weight 0.1 --style-weight 20 \
+    --adversarial-weight 0.5 --objective-weight 1
+fi
 
 # 4. ONNX, checked against torch with ONNX Runtime
 fastdream export "$work/filter.pt" -o "fastdream/filters/$name.onnx"
 
-# 5. fidelity on the held-out photos at 640x480, speed, temporal stability
+# 5. fidelity on the held-out photos at 640x480, speed against the baselines, temporal stability
 python bench/bench_filter.py --model "fastdream/filters/$name.onnx" --fidelity build/photos/heldout --clip \
   --clip-photo build/photos/heldout/gcompris-horse.jpg --json "bench/results/cpu-2core-filter-$name.json"

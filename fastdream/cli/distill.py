@@ -125,6 +125,9 @@ def add_parser(sub):
     t.add_argument("--eval-every", type=number(int, 1), default=D.eval_every, help="validate every N steps")
     t.add_argument("--save-every", type=number(int, 1), default=D.save_every, help="save the checkpoint every N steps")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint at -o")
+    t.add_argument("--until", type=number(int, 1, 10_000_000),
+                   help="stop after this step (the learning rate still follows --steps): train in phases, "
+                        "resuming with other loss weights")
     t.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="same seed, same training")
     t.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads per process (default: torch's choice)")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -227,7 +230,7 @@ def run_train(args) -> int:
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, width=args.width,
                       blocks=args.blocks, version=int(args.arch[1:]), deep=args.deep, mid_blocks=args.mid_blocks,
                       adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
-                      disc_width=args.disc_width, disc_lr=args.disc_lr, device=args.device,
+                      disc_width=args.disc_width, disc_lr=args.disc_lr, device=args.device, until=args.until,
                       pixel_weight=args.pixel_weight, feature_weight=args.feature_weight,
                       objective_weight=args.objective_weight, loss_margin=args.loss_margin,
                       objective_target=args.objective_target, objective_patch=args.objective_patch,
@@ -243,7 +246,7 @@ def run_train(args) -> int:
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
-        with progress_bar(cfg.steps, "train") as update:
+        with progress_bar(cfg.until or cfg.steps, "train") as update:
             res = train(args.data, args.output, cfg, resume=args.resume, backbone=args.backbone, progress=update)
     else:
         res = train(args.data, args.output, cfg, resume=args.resume, backbone=args.backbone)

@@ -44,6 +44,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"     # the backbone's in the loss terms: auto | fp32 | bf16 | fp16
     device: str = "auto"        # auto | cpu | cuda (under torchrun: one GPU per rank)
+    until: int | None = None    # stop after this step (the learning-rate schedule still follows `steps`)
 
     def validate(self) -> None:
         for name in ("steps", "batch", "crop", "val_every", "eval_every", "save_every"):
@@ -78,6 +79,8 @@ class TrainConfig:
             raise FastdreamError(f"discriminator learning rate must be positive, got {self.disc_lr!r}")
         if not isinstance(self.disc_width, int) or not 4 <= self.disc_width <= 512:
             raise FastdreamError(f"discriminator width must be a whole number in 4..512, got {self.disc_width!r}")
+        if self.until is not None and (not isinstance(self.until, int) or not 1 <= self.until <= self.steps):
+            raise FastdreamError(f"until must be a step in 1..{self.steps}, got {self.until!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise FastdreamError(f"training device must be auto, cpu or cuda, got {self.device!r}")
         self.generator().validate()

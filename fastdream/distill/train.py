@@ -150,7 +150,8 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     last = {}
     weights = {"feature": cfg.feature_weight, "objective": cfg.objective_weight, "style": cfg.style_weight}
     model.train()
-    for step in range(start, cfg.steps):
+    end = cfg.steps if cfg.until is None else cfg.until
+    for step in range(start, end):
         for g in opt.param_groups:
             g["lr"] = cfg.lr_at(step)
         x, y = pairs.batch(step, rank, cfg.batch, cfg.crop, cfg.seed, margin)
@@ -207,7 +208,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
         terms["loss"] = float(loss.detach())
         last = terms
         done = step + 1
-        if done % cfg.eval_every == 0 or done == cfg.steps:
+        if done % cfg.eval_every == 0 or done in (cfg.steps, end):
             model.eval()
             v = validate(model, pairs, dev) if rank == 0 else {}
             model.train()
@@ -217,17 +218,17 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
             log(f"step {done}/{cfg.steps}: loss {terms['loss']:.4f} ("
                 + ", ".join(f"{k} {val:.4f}" for k, val in terms.items() if k != "loss") + ")"
                 + (f", held-out PSNR {v['val_psnr_db']:.2f} dB (input {v['val_input_psnr_db']:.2f})" if v else ""))
-        if rank == 0 and (done % cfg.save_every == 0 or done == cfg.steps):
+        if rank == 0 and (done % cfg.save_every == 0 or done in (cfg.steps, end)):
             save_checkpoint(out, model, opt, done, cfg, teacher, history, disc, d_opt)
         if progress is not None:  # after the save: an interruption here loses nothing
-            progress(done, cfg.steps)
+            progress(done, end)
     seconds = time.perf_counter() - t0
     model.eval()
     final = validate(model, pairs, dev) if rank == 0 else {}
     barrier(place)
     return {"output": str(out), "rank": rank, "world_size": place.world, "device": str(dev), "steps": cfg.steps,
             "start_step": start, "seconds": round(seconds, 3),
-            "seconds_per_step": round(seconds / max(1, cfg.steps - start), 4),
+            "seconds_per_step": round(seconds / max(1, end - start), 4), "end_step": end,
             "params": count_params(model), "train_pairs": len(pairs.train_x), "last_losses": last, **final,
             **({"unpaired_photos": len(photos.photos), "teacher_gain": round(gain, 4)} if photos is not None else {}),
             "config": dataclasses.asdict(cfg), "teacher": teacher, "peak_rss_mb": _rss()}
