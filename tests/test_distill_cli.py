@@ -208,3 +208,19 @@ def test_video_frame_processor_uses_the_filter_runner():
     x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(4))
     y = proc(x)
     assert y.shape == x.shape and float((y - x).abs().mean()) > 1e-3
+
+
+def test_shipped_filters_are_picked_by_name(tmp_path, capsys):
+    from fastdream.distill.runtime import FilterRunner, shipped_filters
+
+    assert {"default", "textures"} <= set(shipped_filters())
+    r = FilterRunner("textures")
+    assert r.path.name == "textures.onnx" and r.teacher.get("preset") == "textures"
+    assert FilterRunner().teacher.get("preset") == "classic"
+    out = tmp_path / "t.png"
+    rc, err = run(["filter", PHOTO, "-o", out, "--model", "textures"], capsys)
+    assert rc == 0, err
+    assert np.abs(pixels(PHOTO) - pixels(out)).mean() > 1.0  # it changes the picture
+    rc, err = run(["filter", PHOTO, "-o", tmp_path / "n.png", "--model", "nosuchfilter"], capsys)
+    assert rc == 2 and "shipped filters: " in err and "textures" in err
+    assert not (tmp_path / "n.png").exists()
