@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the README gallery (docs/img/dream_*.jpg, distill_chelsea.jpg) with the installed fastdream, from the repo root.
+# Regenerates the README gallery (docs/img/dream_*.jpg) and the filter sheets (distill_heldout.jpg, distill_textures.jpg) with the installed fastdream, from the repo root.
 set -euo pipefail
 FD=${FASTDREAM:-fastdream}   # e.g. FASTDREAM="python -m fastdream.cli.main" in a development tree
 out=docs/img
@@ -18,17 +18,13 @@ for f in "$tmp"/*.png; do
     "$f" "$out/dream_$(basename "${f%.png}").jpg"
 done
 
-# The shipped dream filter (docs/distill.md): a held-out photo, input | iterative teacher | filter
-$FD distill eval examples/chelsea.jpg --size 320 --save "$tmp/eval"
-python - "$tmp/eval" "$out/distill_chelsea.jpg" <<'PY'
-import sys
-from PIL import Image
-d, out = sys.argv[1], sys.argv[2]
-row = [Image.open(f"{d}/chelsea_{k}.png").convert("RGB") for k in ("input", "teacher", "filter")]
-w, h = row[0].size
-sheet = Image.new("RGB", (3 * w + 8, h), "white")
-for i, im in enumerate(row):
-    sheet.paste(im, (i * (w + 4), 0))
-sheet.save(out, quality=88)
-PY
+# The shipped dream filters (docs/distill.md): held-out photos, input | teacher | teacher seed 1 | filter
+# (the photos: python bench/fetch_photos.py --out build/photos)
+mkdir -p "$tmp/h4"
+cp build/photos/heldout/{gcompris-horse,skimage-chelsea,gcompris-tajMahal,mate-LadyBird}.jpg "$tmp/h4/"
+$FD distill eval "$tmp/h4" --size 640x480 --reference-seed 1 --save "$tmp/default"
+$FD distill eval "$tmp/h4" --model textures --size 640x480 --save "$tmp/textures"
+names=gcompris-horse,skimage-chelsea,gcompris-tajMahal,mate-LadyBird
+python bench/filter_sheet.py "$tmp/default" -o "$out/distill_heldout.jpg" --names "$names" --width 320
+python bench/filter_sheet.py "$tmp/textures" -o "$out/distill_textures.jpg" --names "$names" --width 320
 rm -rf "$tmp"
