@@ -17,7 +17,10 @@ the stored teachers of distilled filters (their objective is kept as these strin
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from fastdream.featvis.visualize import Target
 
 import math
 import os
@@ -291,7 +294,7 @@ def guide_objective(backbone, guides, layers, similarity="dot", pixel_weight=0.0
 
 # -- visualize's targets ----------------------------------------------------------------------------
 
-def _split_weight(spec: str, flag: str) -> tuple[str, float]:
+def _vis_split_weight(spec: str, flag: str) -> tuple[str, float]:
     body, w, region = split_weight_region(str(spec), flag)
     if region is not None:
         raise FastdreamError(f"{flag} {spec!r}: regions ('@') are for dreaming; visualize optimizes the whole picture")
@@ -300,7 +303,7 @@ def _split_weight(spec: str, flag: str) -> tuple[str, float]:
     return body, w
 
 
-def _int(v: str, what: str, flag: str, spec: str) -> int:
+def _vis_int(v: str, what: str, flag: str, spec: str) -> int:
     try:
         return int(v)
     except ValueError:
@@ -332,29 +335,29 @@ def parse_targets(backbone, size: tuple[int, int], classes: Sequence = (), chann
         if isinstance(c, int) and not isinstance(c, bool):
             body, w = str(c), 1.0
         else:
-            body, w = _split_weight(c, "--class")
+            body, w = _vis_split_weight(c, "--class")
         idx = backbone.class_index(body)
         names = backbone.class_names
         targets.append(Target("class", body, w, ClassLogit(idx, names[idx] if names else None), idx))
     for s in channels:
-        body, w = _split_weight(s, "--channel")
+        body, w = _vis_split_weight(s, "--channel")
         if ":" not in body:
             raise FastdreamError(f"--channel {s!r}: expected LAYER:C (e.g. block10:5)")
         name, c = body.rsplit(":", 1)
         shape = _layer_shape(backbone, name, shapes(), "--channel")
-        ch = _int(c, "the channel", "--channel", s)
+        ch = _vis_int(c, "the channel", "--channel", s)
         if not 0 <= ch < shape[0]:
             raise FastdreamError(f"--channel {s!r}: channel {ch} is out of range for {name} "
                                  f"({shape[0]} channels: 0..{shape[0] - 1})")
         targets.append(Target("channel", body, w, Channel(name, [ch], kind="mean")))
     for s in neurons:
-        body, w = _split_weight(s, "--neuron")
+        body, w = _vis_split_weight(s, "--neuron")
         parts = body.rsplit(":", 3)
         if len(parts) != 4:
             raise FastdreamError(f"--neuron {s!r}: expected LAYER:C:Y:X (e.g. block12:5:3:3)")
         name = parts[0]
         shape = _layer_shape(backbone, name, shapes(), "--neuron")
-        ch, y, x = (_int(v, what, "--neuron", s) for v, what in zip(parts[1:], ("the channel", "Y", "X")))
+        ch, y, x = (_vis_int(v, what, "--neuron", s) for v, what in zip(parts[1:], ("the channel", "Y", "X")))
         if not 0 <= ch < shape[0]:
             raise FastdreamError(f"--neuron {s!r}: channel {ch} is out of range for {name} "
                                  f"({shape[0]} channels: 0..{shape[0] - 1})")

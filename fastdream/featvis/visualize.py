@@ -23,8 +23,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from fastdream.engine.objectives import Channel, ClassLogit, Context, Neuron, Objective, Sum
-from fastdream.errors import FastdreamError, suggest
+from fastdream.engine.objectives import Context, Objective, Sum
+from fastdream.errors import FastdreamError
 from fastdream.featvis.param import FourierImage
 from fastdream.featvis.transforms import RobustTransform
 
