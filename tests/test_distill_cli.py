@@ -101,13 +101,21 @@ def test_filter_tiles_large_pictures_seamlessly(tmp_path):
     assert np.array_equal(same, whole)
     tiled = FilterRunner(max_pixels=1024, tile=160, tile_overlap=64).run_numpy(x)  # 2x2 tiles, blended
     assert tiled.shape == whole.shape
-    # a tile sees less context than the whole picture and the filter treats a tile edge somewhat like a
-    # picture edge, so its spots land a little differently (measured: ~0.3x the filter's own change at
-    # 160-pixel tiles; production tiles are 1024 pixels); a bug in the blending (gaps, double weights)
-    # would give differences of the order of the change itself
+    # The shipped filter sees about 1,000 pixels of context, so a 160-pixel tile places its eyes and
+    # swirls elsewhere than the whole picture does (the difference is of the order of the change
+    # itself); that the blend is exact is test_tiled_filter_matches_one_pass_for_a_pointwise_model's
+    # job. Here: the tiled output still dreams, and shows no seam: the jump between neighbouring
+    # columns (rows) where a tile begins or ends is no larger than the largest jump elsewhere.
     change = np.abs(whole - x).mean()
-    assert np.abs(tiled - whole).mean() < 0.45 * change
-    assert np.abs(tiled - x).mean() > 0.5 * change  # the tiled output still dreams
+    assert np.abs(tiled - x).mean() > 0.5 * change
+    from fastdream.ops.tiling import tile_layout
+
+    lay = tile_layout(x.shape[2], x.shape[3], tile=160, overlap=64)
+    for axis, starts, n, t in ((3, lay.xs, x.shape[3], lay.tile_w), (2, lay.ys, x.shape[2], lay.tile_h)):
+        jump = np.abs(np.diff(tiled, axis=axis)).mean(axis=tuple(a for a in range(4) if a != axis))
+        edges = sorted({v for s0 in starts for v in (s0 - 1, s0 + t - 1) if 0 <= v < n - 1})
+        others = np.delete(jump, edges)
+        assert edges and jump[edges].max() <= others.max(), (axis, jump[edges], others.max())
 
 
 def test_filter_runner_as_frame_processor():

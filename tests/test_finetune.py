@@ -84,7 +84,8 @@ def test_checkpoint_round_trips_with_class_names(tuned):
 
 
 def test_visualizing_new_class_raises_its_logit(tuned):
-    from fastdream.featvis.visualize import VisualizeConfig, measure, optimize, parse_targets
+    from fastdream.featvis.visualize import VisualizeConfig, measure, optimize
+    from fastdream.objective_text import parse_targets
 
     bb, _, ckpt, _ = tuned
     loaded = load_backbone(ckpt)

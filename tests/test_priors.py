@@ -204,7 +204,8 @@ def test_region_boxes_are_checked():
 
 def test_invert_and_visualize_take_priors():
     from fastdream.featvis.invert import InvertConfig, invert_layers
-    from fastdream.featvis.visualize import VisualizeConfig, optimize, parse_targets, visualize_priors
+    from fastdream.featvis.visualize import VisualizeConfig, optimize, visualize_priors
+    from fastdream.objective_text import parse_targets
     from fastdream.metrics import Judge
 
     bb = load_backbone()

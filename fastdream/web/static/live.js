@@ -85,8 +85,8 @@
         if (!window.ort) await loadScript(VENDOR + "ort.webgpu.min.js");
         session = await createSession();
       }
+      if (my !== loopId) return;  // stopped or switched to dream mode while the filter loaded: leave its label
       $("backend").textContent = live.backend;
-      if (my !== loopId) return;
       status("Asking for the camera…");
       const cam = await camera();
       if (my !== loopId) { for (const t of cam.getTracks()) t.stop(); return; }
