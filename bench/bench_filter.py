@@ -40,19 +40,11 @@ sys.path.insert(0, str(REPO))
 
 
 def photo(size, path=REPO / "examples" / "chelsea.jpg"):
-    """The benchmark input: ``[1, 3, H, W]`` float32, a photo resized (and cropped) to ``size`` (W, H)."""
-    import torch.nn.functional as F
-
+    """The benchmark input: ``[1, 3, H, W]`` float32, a photo resized and centre-cropped to ``size`` (W, H)."""
+    from fastdream.distill.evaluate import resize_and_crop
     from fastdream.imageio import load_image
 
-    x, _ = load_image(path)
-    W, H = size
-    h, w = x.shape[-2:]
-    s = max(H / h, W / w)
-    x = F.interpolate(x, size=(max(H, round(h * s)), max(W, round(w * s))), mode="bilinear", antialias=True,
-                      align_corners=False)
-    y0, x0 = (x.shape[-2] - H) // 2, (x.shape[-1] - W) // 2
-    return x[..., y0:y0 + H, x0:x0 + W].clamp(0, 1).contiguous()
+    return resize_and_crop(load_image(path)[0], size)
 
 
 def machine():

@@ -69,7 +69,7 @@ def _resize_long(x: torch.Tensor, size: int) -> torch.Tensor:
     return y.clamp(0, 1).mul(255).round().div(255)
 
 
-def _resize_to(x: torch.Tensor, size) -> torch.Tensor:
+def resize_and_crop(x: torch.Tensor, size) -> torch.Tensor:
     """``x`` resized (keeping its aspect) and centre-cropped to exactly ``size = (W, H)``, 8-bit rounded."""
     W, H = size
     h, w = x.shape[-2:]
@@ -103,7 +103,7 @@ def evaluate_filter(images, model=None, data=None, size=320, save=None, progress
     rows = []
     for f in files:
         x, _ = load_image(f)
-        x = _resize_to(x, size) if isinstance(size, (tuple, list)) else _resize_long(x, size)
+        x = resize_and_crop(x, size) if isinstance(size, (tuple, list)) else _resize_long(x, size)
         bb, obj, cfg, max_size = teacher_from_params(params, x.shape[-2:])
         ev = Dreamer(bb, obj, cfg)
         t0 = time.perf_counter()
