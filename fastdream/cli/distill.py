@@ -56,7 +56,7 @@ def add_parser(sub):
     add_dream_options(d, describe())
     d.set_defaults(func=run_dataset)
 
-    D = TrainConfig()  # the defaults are the shipped filter's recipe
+    D = TrainConfig()  # the defaults: the first phase of the shipped filter's recipe (bench/distill_recipe.sh)
     t = s.add_parser("train", help="train a generator on a dataset folder",
                      description="Train the feed-forward generator on teacher pairs: pixel, backbone-feature and Gram "
                                  "(texture) terms against the teacher's dream, a conditional patch discriminator "
