@@ -152,7 +152,7 @@ def main(argv=None) -> int:
         ev = evaluate_filter(args.fidelity, runner=runner, size=tuple(args.size), progress=True,
                              reference_seed=args.reference_seed)
         res["fidelity"] = {"photos": args.fidelity, "summary": ev["summary"],
-                           "pictures": [{k: v for k, v in r.items()} for r in ev["pictures"]]}
+                           "pictures": ev["pictures"]}
         s = ev["summary"]
         print(f"fidelity on {s['pictures']} held-out photos at {args.size[0]}x{args.size[1]}: LPIPS-style "
               f"{s['lpips_ratio']:.3f} (worst {s['lpips_ratio_worst']:.3f}), Gram {s['gram_ratio']:.3f} "

@@ -106,6 +106,24 @@ def _resize_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def _add_decoder(net: nn.Module, w: int, out_channels: int, pad: str) -> None:
+    """The decoder both layouts share, from 4w channels at 1/8 up to ``out_channels`` at 1/2: 1x1 reduce,
+    resize to the skip, add, separable 3x3, twice; the output layer starts at zero (identity filter)."""
+    net.reduce3 = nn.Conv2d(4 * w, 2 * w, 1)
+    net.dec2 = SeparableConv(2 * w, 2 * w, padding=pad)
+    net.reduce2 = nn.Conv2d(2 * w, w, 1)
+    net.dec1 = SeparableConv(w, w, padding=pad)
+    net.out = SeparableConv(w, out_channels, padding=pad)
+    nn.init.zeros_(net.out.pointwise.weight)
+    nn.init.zeros_(net.out.pointwise.bias)
+
+
+def _decode(net: nn.Module, y: torch.Tensor, e2: torch.Tensor, e1: torch.Tensor) -> torch.Tensor:
+    """``[B, 4w, H/8, W/8]`` -> ``[B, w, H/2, W/2]`` through the skips ``e2`` (1/4) and ``e1`` (1/2)."""
+    y = F.relu(net.dec2(_resize_to(net.reduce3(y), e2) + e2))
+    return F.relu(net.dec1(_resize_to(net.reduce2(y), e1) + e1))
+
+
 class DreamGenerator(nn.Module):
     """Feed-forward dream filter. ``forward(x: [B, 3, H, W] in [0, 1]) -> [B, 3, H, W] in [0, 1]``.
 
@@ -124,21 +142,14 @@ class DreamGenerator(nn.Module):
         self.enc3 = SeparableConv(2 * w, 4 * w, stride=2, padding=pad)
         self.blocks = nn.Sequential(*[ResidualBlock(4 * w, dilation=1 + (i % 2), padding=pad)
                                       for i in range(self.config.blocks)])
-        self.reduce3 = nn.Conv2d(4 * w, 2 * w, 1)
-        self.dec2 = SeparableConv(2 * w, 2 * w, padding=pad)
-        self.reduce2 = nn.Conv2d(2 * w, w, 1)
-        self.dec1 = SeparableConv(w, w, padding=pad)
-        self.out = SeparableConv(w, 3, padding=pad)
-        nn.init.zeros_(self.out.pointwise.weight)
-        nn.init.zeros_(self.out.pointwise.bias)
+        _add_decoder(self, w, 3, pad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, 3, H, W]
         e1 = F.relu(self.enc1(x))                                  # [B, w, H/2, W/2]
         e2 = F.relu(self.enc2(e1))                                 # [B, 2w, H/4, W/4]
         e3 = F.relu(self.enc3(e2))                                 # [B, 4w, H/8, W/8]
         y = self.blocks(e3)                                        # [B, 4w, H/8, W/8]
-        y = F.relu(self.dec2(_resize_to(self.reduce3(y), e2) + e2))  # [B, 2w, H/4, W/4]
-        y = F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + e1))  # [B, w, H/2, W/2]
+        y = _decode(self, y, e2, e1)                               # [B, w, H/2, W/2]
         delta = _resize_to(self.out(y), x)                         # [B, 3, H, W]
         return torch.clamp(x + delta, 0.0, 1.0)
 
@@ -181,13 +192,7 @@ class DreamNet(nn.Module):
         self.reduce4 = nn.Conv2d(d, 4 * w, 1)
         self.mid = nn.Sequential(*[ResidualBlock(4 * w, dilation=1 + (i % 2), padding=pad)
                                    for i in range(self.config.mid_blocks)])
-        self.reduce3 = nn.Conv2d(4 * w, 2 * w, 1)
-        self.dec2 = SeparableConv(2 * w, 2 * w, padding=pad)
-        self.reduce2 = nn.Conv2d(2 * w, w, 1)
-        self.dec1 = SeparableConv(w, w, padding=pad)
-        self.out = SeparableConv(w, 12, padding=pad)
-        nn.init.zeros_(self.out.pointwise.weight)
-        nn.init.zeros_(self.out.pointwise.bias)
+        _add_decoder(self, w, 12, pad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, 3, H, W]
         e1 = F.relu(self.enc1(x))                                   # [B, w, H/2, W/2]
@@ -196,8 +201,7 @@ class DreamNet(nn.Module):
         e4 = F.relu(self.enc4(e3))                                  # [B, d, H/16, W/16]
         y = self.blocks(e4)
         y = self.mid(_resize_to(self.reduce4(y), e3) + e3)          # [B, 4w, H/8, W/8]
-        y = F.relu(self.dec2(_resize_to(self.reduce3(y), e2) + e2))  # [B, 2w, H/4, W/4]
-        y = F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + e1))  # [B, w, H/2, W/2]
+        y = _decode(self, y, e2, e1)                               # [B, w, H/2, W/2]
         delta = F.pixel_shuffle(self.out(y), 2)[..., :x.shape[-2], :x.shape[-1]]  # [B, 3, H, W]
         return torch.clamp(x + delta, 0.0, 1.0)
 

@@ -31,6 +31,7 @@ import sys
 import time
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -192,8 +193,6 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
             loss = loss + cfg.objective_weight * lu
             terms["unpaired"] = float(lu.detach())
         if margin:
-            import numpy as np
-
             rng = np.random.default_rng([cfg.seed, step, rank, 1])
             dy, dx = (int(v) for v in rng.integers(1, margin + 1, size=2))
             ob = net(x[..., dy:dy + c, dx:dx + c])
