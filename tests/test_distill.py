@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from fastdream.distill.dataset import CropRecipe, list_pairs, load_pair, render_dataset
-from fastdream.distill.generator import DreamGenerator, DreamNet, GeneratorConfig, build_generator
+from fastdream.distill.generator import DreamGenerator, DreamNet, DreamNetB, GeneratorConfig, build_generator
 from fastdream.distill.checkpoint import read_checkpoint, save_checkpoint
 from fastdream.distill.train import TrainConfig, train
 from fastdream.errors import FastdreamError, InputError
@@ -95,6 +95,30 @@ def test_dreamnet_starts_as_identity_and_sees_far(gen):
     with torch.no_grad():
         far = (g(a) - g(b))[..., 200:, 200:].abs().max()
     assert float(far) > 0
+
+
+def test_dreamnet_b_encodes_with_the_backbone_and_starts_as_identity(gen):
+    from fastdream.backbones import load_backbone
+
+    g = DreamNetB(GeneratorConfig(width=4, blocks=2, deep=8, mid_blocks=1), pretrained=True).train()
+    assert g.config.arch == "fastdream-dreamnet-v3" and not g.encoder.training  # BatchNorm stays in eval
+    assert not any(p.requires_grad for p in g.encoder.parameters())
+    assert all(p.requires_grad for n, p in g.named_parameters() if not n.startswith("encoder."))
+    x = torch.rand(2, 3, 64, 96, generator=gen)
+    with torch.no_grad():
+        assert torch.equal(g(x), x)  # the output layer starts at zero
+        for odd in [(37, 50), (1, 1), (17, 129)]:
+            y = torch.rand(1, 3, *odd, generator=gen)
+            assert g(y).shape == y.shape
+        # the encoder is the backbone: its block9 on the same picture
+        bb = load_backbone()
+        want = bb.forward_taps(x, ["block9"])["block9"]
+        h = g.encoder._stem_act(g.encoder._bn0(g.encoder._conv_stem((x - g.mean) / g.std)))
+        for block in g.encoder._blocks:
+            h = block(h)
+    assert torch.allclose(h, want, atol=1e-4)
+    g.train_encoder(True)
+    assert all(p.requires_grad for p in g.encoder.parameters()) and not g.encoder.training
 
 
 def test_generator_version_follows_the_class():
@@ -408,6 +432,39 @@ def test_export_runs_in_onnxruntime_at_another_size(tmp_path, gen, padding, vers
         assert np.abs(want - x.numpy()).max() > 1e-2  # a random net really changes the picture
     err, _ = check_against_torch(tmp_path / "g.onnx", g, (23, 31))
     assert err <= 1e-4
+
+
+def test_export_v3_folds_the_same_padding_and_runs_at_any_size_through_the_runtime(tmp_path, gen):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from fastdream.distill.export import export_onnx
+    from fastdream.distill.runtime import load_filter
+
+    g = build_generator(GeneratorConfig(width=4, blocks=2, deep=8, mid_blocks=1, version=3), pretrained=True)
+    with torch.no_grad():
+        for n, p in g.named_parameters():
+            if not n.startswith("encoder."):
+                p.normal_(0, 0.3, generator=gen)
+    save_checkpoint(tmp_path / "g.pt", g, torch.optim.Adam(g.parameters()), 3, TrainConfig(width=4, blocks=2, version=3),
+                    {"preset": "classic"}, [])
+    res = export_onnx(tmp_path / "g.pt", tmp_path / "g.onnx", example_size=(32, 48))
+    assert res["max_abs_error"] <= 1e-4
+    m = onnx.load(tmp_path / "g.onnx")
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert meta["fastdream.pad_multiple"] == "16" and json.loads(meta["fastdream.arch"])["name"] == "fastdream-dreamnet-v3"
+    # the backbone's asymmetric "SAME" pads went into the convolutions (no Pad copies the input)
+    assert not [n for n in m.graph.node if n.op_type == "Pad"]
+    runner = load_filter(tmp_path / "g.onnx", device="cpu")
+    g.eval()
+    for (n, h, w) in [(1, 41, 67), (2, 80, 48), (1, 5, 3)]:
+        x = torch.rand(n, 3, h, w, generator=gen)
+        got = runner(x)
+        with torch.no_grad():
+            want = g(x)
+        assert got.shape == (n, 3, h, w)
+        assert float((got - want).abs().max()) <= 1e-4
+        assert float((want - x).abs().max()) > 1e-2
 
 
 def test_export_metadata(tmp_path, gen):

@@ -131,8 +131,16 @@ class SameConv2d(nn.Conv2d):
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         if self._dynamic:
             pads = []
+            # A traced graph (ONNX export) would keep ``ceil(size / s)`` as the example's constant. For sizes
+            # in steps of the stride the padding is ``k - s`` whatever the size, so a trace at such a size
+            # records that constant; such graphs then take sizes in steps of the network's total stride
+            # (the v3 dream filter's ``fastdream.pad_multiple``).
+            tracing = torch.jit.is_tracing()
             for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride):
-                total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+                if tracing and int(size) % s == 0:
+                    total = max(k - s, 0)
+                else:
+                    total = max((math.ceil(size / s) - 1) * s + k - size, 0)
                 pads.append((total // 2, total - total // 2))
             (top, bottom), (left, right) = pads
             if top or bottom or left or right:

@@ -70,9 +70,12 @@ def add_parser(sub):
     t.add_argument("--crop", type=number(int, 16, 4096), default=D.crop,
                    help="training crop size, cut out of the pairs")
     t.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=D.lr, help="Adam learning rate")
-    t.add_argument("--arch", choices=["v1", "v2"], default=f"v{D.version}",
+    t.add_argument("--arch", choices=["v1", "v2", "v3"], default=f"v{D.version}",
                    help="generator layout: v2 DreamNet (1/16 resolution, dilated blocks, pixel-shuffle output; "
-                        "default), v1 the first filter's")
+                        "default), v3 DreamNetB (the backbone's blocks 0..9 as a frozen encoder, a decoder "
+                        "with a full-resolution output), v1 the first filter's")
+    t.add_argument("--train-encoder", action="store_true",
+                   help="v3: let the encoder's weights learn too (default: frozen at the backbone's)")
     t.add_argument("--width", type=number(int, 4, 256), default=D.width, help="generator width")
     t.add_argument("--blocks", type=number(int, 0, 32), default=D.blocks,
                    help="residual blocks at the coarsest resolution")
@@ -229,7 +232,7 @@ def run_train(args) -> int:
     _check_report(args.report)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, width=args.width,
                       blocks=args.blocks, version=int(args.arch[1:]), deep=args.deep, mid_blocks=args.mid_blocks,
-                      adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
+                      train_encoder=args.train_encoder, adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
                       disc_width=args.disc_width, disc_lr=args.disc_lr, device=args.device, until=args.until,
                       pixel_weight=args.pixel_weight, feature_weight=args.feature_weight,
                       objective_weight=args.objective_weight, loss_margin=args.loss_margin,

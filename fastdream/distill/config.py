@@ -19,6 +19,7 @@ class TrainConfig:
     blocks: int = 6
     deep: int = 192
     mid_blocks: int = 2
+    train_encoder: bool = False  # v3: the encoder's weights learn too (default: the backbone's, frozen)
     padding: str = "zeros"
     pixel_weight: float = 1.0
     feature_weight: float = 1.0
@@ -84,6 +85,8 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise FastdreamError(f"training device must be auto, cpu or cuda, got {self.device!r}")
         self.generator().validate()
+        if self.train_encoder and self.version != 3:
+            raise FastdreamError("--train-encoder is for the v3 generator, whose encoder is the backbone's blocks")
 
     def generator(self):
         """The generator's :class:`~fastdream.distill.generator.GeneratorConfig`."""

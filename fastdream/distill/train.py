@@ -99,8 +99,15 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
 
     init_group(place)
     torch.manual_seed(cfg.seed)
-    model = build_generator(cfg.generator()).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.5, 0.99))
+    model = build_generator(cfg.generator(), pretrained=True).to(dev)
+    if cfg.train_encoder:
+        model.train_encoder(True)
+    enc = list(model.encoder.parameters()) if cfg.version == 3 else []  # v3: the backbone's blocks learn slower
+    ids = {id(p) for p in enc}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in ids]}]
+    if enc:
+        groups.append({"params": enc, "lr_scale": 0.1})
+    opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.5, 0.99))
     disc = d_opt = None
     if cfg.adversarial_weight > 0:
         disc = PatchDiscriminator(cfg.disc_width).to(dev)
@@ -154,7 +161,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     end = cfg.steps if cfg.until is None else cfg.until
     for step in range(start, end):
         for g in opt.param_groups:
-            g["lr"] = cfg.lr_at(step)
+            g["lr"] = cfg.lr_at(step) * g.get("lr_scale", 1.0)
         x, y = pairs.batch(step, rank, cfg.batch, cfg.crop, cfg.seed, margin)
         x, y = x.to(dev), y.to(dev)
         c = cfg.crop
