@@ -25,6 +25,16 @@ TUNE = [
     ("examples/astronaut.jpg", None, [("jellyfish", "0.5,0,1,0.5"), ("golden retriever", "0,0.55,0.5,1")]),
     ("examples/chelsea.jpg", None, [("goldfish", "0.6,0.05,0.95,0.55")]),
 ]
+# A wider tuning set: training photos of the dream filters (bench/fetch_photos.py --out build/photos;
+# none of them is a held-out photo below), other classes than the held-out cases'.
+TUNE_WIDE = TUNE + [
+    ("{train}/mate-Dune.jpg", 384, [("goldfish", "0.08,0.1,0.48,0.55"), ("pineapple", "0.55,0.4,0.95,0.95")]),
+    ("{train}/gcompris-greatWallofChina.jpg", 384, [("balloon", "0.55,0.05,0.95,0.5")]),
+    ("{train}/lomiri-aitzgorri_by_Aitzol_Berasategi.jpg", 384, [("red fox", "0.1,0.45,0.5,0.95")]),
+    ("{train}/mate-Aqua.jpg", 384, [("tabby", "0.25,0.2,0.75,0.8")]),
+    ("{train}/plasma-Path.jpg", 384, [("sports car", "0.3,0.5,0.75,0.95")]),
+    ("{train}/gcompris-cow.jpg", 384, [("daisy", "0.6,0.05,0.95,0.45")]),
+]
 HELD_OUT = [
     ("{photos}/brick.png", 384, [("monarch", "0.1,0.1,0.5,0.5"), ("strawberry", "0.55,0.5,0.95,0.9")]),
     ("{photos}/grass.png", 384, [("tree frog", "0.3,0.2,0.8,0.7")]),
@@ -36,7 +46,9 @@ HELD_OUT = [
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", required=True, help="the folder of held-out photos (brick, grass, hubble_deep_field, motorcycle_right)")
-    ap.add_argument("--set", choices=["tune", "held-out"], default="held-out")
+    ap.add_argument("--set", choices=["tune", "tune-wide", "held-out"], default="held-out")
+    ap.add_argument("--train-photos", default=str(REPO / "build/photos/train"),
+                    help="the folder of training photos that tune-wide uses (bench/fetch_photos.py)")
     ap.add_argument("--extra", default="", help="extra flags for fastdream dream (e.g. '--prior none')")
     ap.add_argument("--out", help="JSON results")
     ap.add_argument("--save", help="folder for the pictures")
@@ -48,11 +60,11 @@ def main(argv=None):
     from fastdream.metrics import Judge
 
     judge = Judge()
-    cases = TUNE if args.set == "tune" else HELD_OUT
+    cases = {"tune": TUNE, "tune-wide": TUNE_WIDE, "held-out": HELD_OUT}[args.set]
     rows = []
     tmp = pathlib.Path(tempfile.mkdtemp())
     for photo, long, boxes in cases:
-        src = pathlib.Path(photo.format(photos=args.photos))
+        src = pathlib.Path(photo.format(photos=args.photos, train=args.train_photos))
         if not src.is_absolute():
             src = REPO / src
         x, _ = load_image(src)
