@@ -245,3 +245,28 @@ def test_critic_trains_and_scores(tmp_path, monkeypatch):
     monkeypatch.delenv("FASTDREAM_CRITIC")
     with pytest.raises(FastdreamError, match="no critic ships"):
         CriticPrior(1.0)
+
+
+def test_class_in_a_box_gets_four_robust_views_per_step():
+    from fastdream.engine.compose import CLASS_VIEW, Term, dream_objective
+
+    obj = dream_objective([Term(ClassLogit("goldfish"), region=(0.1, 0.2, 0.6, 0.9))])
+    views = [o for o in _walk(obj) if isinstance(o, BoxView)]
+    assert len(views) == 1
+    v = views[0]
+    assert (v.views, v.jitter, v.scale, v.flip) == (CLASS_VIEW["views"], CLASS_VIEW["jitter"], CLASS_VIEW["scale"], True)
+    assert v.views == 4 and v.scale == (0.75, 1.25)
+    # the four views are one batch: random windows that differ, inside the allowed moves and scales
+    g = torch.Generator().manual_seed(0)
+    pic = torch.rand(1, 3, 60, 80, generator=g)
+    batch = v.view(pic, g)
+    assert batch.shape[0] == 4
+    assert not torch.allclose(batch[0], batch[1])
+
+
+def _walk(obj):
+    yield obj
+    for _, o in getattr(obj, "terms", ()):  # a Sum: (weight, objective) pairs
+        yield from _walk(o)
+    if getattr(obj, "inner", None) is not None:
+        yield from _walk(obj.inner)
