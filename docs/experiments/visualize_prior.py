@@ -21,6 +21,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--classes", default="tabby,school bus,broccoli,monarch,castle")
     ap.add_argument("--priors", default="default,none", help="'default' and/or --prior values")
+    ap.add_argument("--extra", default="", help="extra flags for fastdream visualize (e.g. '--steps 256')")
     ap.add_argument("--out")
     ap.add_argument("--save", help="folder for the pictures")
     args = ap.parse_args(argv)
@@ -37,13 +38,14 @@ def main(argv=None):
             cmd = [sys.executable, "-m", "fastdream.cli.main", "visualize", "--class", name, "-o", str(out)]
             if prior != "default":
                 cmd += ["--prior", prior]
+            cmd += args.extra.split()
             t0 = time.time()
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode:
                 raise SystemExit(r.stderr)
             x, _ = load_image(out)
             p, rank = judge.recognize(x, name)
-            row = {"class": name, "prior": prior, "p": round(p, 3), "rank": rank,
+            row = {"class": name, "prior": prior, "extra": args.extra, "p": round(p, 3), "rank": rank,
                    "colourfulness": round(colourfulness(x), 1), "seconds": round(time.time() - t0, 1)}
             print(json.dumps(row), flush=True)
             rows.append(row)

@@ -303,7 +303,9 @@ class DreamNetB(nn.Module):
         y = F.relu(self.dec2(_resize_to(self.reduce3(y), e2) + self.skip2(e2)))   # [B, 2w, H/4, W/4]
         y = F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + self.skip1(e1)))   # [B, w, H/2, W/2]
         y = _resize_to(self.head(y), xp)                                  # [B, 8, H, W]
-        delta = self.out(torch.cat([y, xp], 1))[..., :H, :W]
+        delta = self.out(torch.cat([y, xp], 1))
+        if ph or pw:  # (not in the ONNX graph: the runtime pads to multiples of 16 itself, so no crop is traced)
+            delta = delta[..., :H, :W]
         return torch.clamp(x + delta, 0.0, 1.0)
 
 
