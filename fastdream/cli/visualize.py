@@ -30,7 +30,7 @@ def add_parser(sub):
     o = p.add_argument_group("optimization")
     o.add_argument("--size", type=number(int, 16, 4096), default=224,
                    help="picture size in pixels (square; with --from: the photo's long side), default 224")
-    o.add_argument("--steps", type=number(int, 0, 100000), default=128, help="Adam steps (default 128)")
+    o.add_argument("--steps", type=number(int, 0, 100000), default=256, help="Adam steps (default 256)")
     o.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=0.05, help="learning rate (default 0.05)")
     o.add_argument("--samples", "--variants", dest="variants", type=number(int, 1, 64), default=1, metavar="N",
                    help="N pictures of the same target at once, pushed apart by the diversity term")

@@ -48,7 +48,7 @@ def _as_list(v) -> list:
 
 def visualize(classes: str | int | Sequence[str | int] = (), *, channels: str | Sequence[str] = (),
               neurons: str | Sequence[str] = (), objective=None, backbone=None, size: int | tuple[int, int] = 224,
-              steps: int = 128, variants: int = 1, diversity: float = 20.0, lr: float = 0.05, seed: int = 0,
+              steps: int = 256, variants: int = 1, diversity: float = 20.0, lr: float = 0.05, seed: int = 0,
               init: Any = None, prior: Any = "default", device: str = "cpu",
               progress: Callable[[int, int], None] | None = None, return_stats: bool = False):
     """A picture (or ``variants`` pictures) optimized from noise to excite a class, channel or neuron.
