@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastdream.backbones.efficientnet_lite import MEAN, STD, EfficientNetLite, conv_bn, default_weights_path
 from fastdream.errors import FastdreamError
 
 ARCH = "fastdream-dreamnet-v2"          # what `distill train` makes by default
@@ -240,8 +241,6 @@ class DreamNetB(nn.Module):
 
     def __init__(self, config: GeneratorConfig | None = None, pretrained: bool = False):
         super().__init__()
-        from fastdream.backbones.efficientnet_lite import MEAN, STD, EfficientNetLite, default_weights_path
-
         self.config = dataclasses.replace(config or GeneratorConfig(), version=3)
         self.config.validate()
         w, d, pad = self.config.width, self.config.deep, self.config.padding
@@ -291,7 +290,7 @@ class DreamNetB(nn.Module):
         ph, pw = (-H) % STRIDE, (-W) % STRIDE
         xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
         enc = self.encoder
-        h = enc._stem_act(_conv_bn(enc._conv_stem, enc._bn0, (xp - self.mean) / self.std))
+        h = enc._stem_act(conv_bn(enc._conv_stem, enc._bn0, (xp - self.mean) / self.std))  # BatchNorm folded
         e1 = h                                                            # [B, 32, H/2, W/2]
         feats = []
         for block in enc._blocks:
@@ -307,12 +306,6 @@ class DreamNetB(nn.Module):
         if ph or pw:  # (not in the ONNX graph: the runtime pads to multiples of 16 itself, so no crop is traced)
             delta = delta[..., :H, :W]
         return torch.clamp(x + delta, 0.0, 1.0)
-
-
-def _conv_bn(conv, bn, x):  # the backbone's conv + BatchNorm (folded when frozen)
-    from fastdream.backbones.efficientnet_lite import conv_bn
-
-    return conv_bn(conv, bn, x)
 
 
 def build_generator(config: GeneratorConfig, pretrained: bool = False) -> nn.Module:
