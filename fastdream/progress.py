@@ -48,6 +48,8 @@ class Progress:
         self.mode = progress_mode(enabled)
         self.t0 = self.last = time.perf_counter()
         self.printed = None  # the count the last plain line showed
+        self.base = None  # (count, time) of the first report: the rate of "s left" counts from there, so
+        #                   a run resumed at step 4,000 of 6,000 does not credit itself with the first 4,000
         self.bar = None
         try:
             self.every = float(os.environ.get("FASTDREAM_PROGRESS_EVERY", PLAIN_EVERY))
@@ -62,9 +64,13 @@ class Progress:
         if total is not None:
             self.total = total
         self.n = done
+        if self.base is None:
+            self.base = (done, time.perf_counter())
         self._show()
 
     def update(self, n: int = 1) -> None:
+        if self.base is None:
+            self.base = (self.n, self.t0)
         self.n += n
         self._show()
 
@@ -88,8 +94,9 @@ class Progress:
         else:
             text += f" {self.unit}s"
         text += f", {el:.0f} s"
-        if self.total and 0 < self.n < self.total:
-            text += f", about {el / self.n * (self.total - self.n):.0f} s left"
+        n0, t0 = self.base if self.base is not None else (0, self.t0)
+        if self.total and n0 < self.n < self.total and now > t0:
+            text += f", about {(now - t0) / (self.n - n0) * (self.total - self.n):.0f} s left"
         print(text, file=sys.stderr, flush=True)
         self.printed = self.n
 

@@ -268,6 +268,23 @@ def test_progress_helper_modes(monkeypatch, capsys):
     assert common.progress_mode(enabled=False) == "none"
 
 
+def test_progress_time_left_counts_from_where_a_resumed_run_starts(monkeypatch, capsys):
+    from fastdream import progress as common
+
+    clock = iter([100.0, 100.0, 100.0, 110.0, 120.0])  # t0, the first report (its count, its line), 10 s a step
+    monkeypatch.setattr(common.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setenv("FASTDREAM_PROGRESS_EVERY", "0")
+    monkeypatch.setattr(common, "_mode", {"progress": "plain"})
+    p = common.Progress(6000, "train")
+    p(4000)  # a run resumed at step 4,000 of 6,000 reports its start first
+    p(4001)
+    p(4002)
+    lines = capsys.readouterr().err.splitlines()
+    # 10 s a step since the start (not 20 s / 4,002 steps): the 1,998 steps left take 19,980 s
+    assert lines == ["train: 4000/6000 steps (67%), 0 s", "train: 4001/6000 steps (67%), 10 s, about 19990 s left",
+                     "train: 4002/6000 steps (67%), 20 s, about 19980 s left"], lines
+
+
 # -- 5. --neuron inside the layer's grid -------------------------------------------------------------
 def test_neuron_outside_the_grid_is_refused(tmp_path, small, capsys):
     out = tmp_path / "n.png"

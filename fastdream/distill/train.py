@@ -159,6 +159,8 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     weights = {"feature": cfg.feature_weight, "objective": cfg.objective_weight, "style": cfg.style_weight}
     model.train()
     end = cfg.steps if cfg.until is None else cfg.until
+    if progress is not None:
+        progress(start, end)  # where this run starts (a resumed one: its checkpoint's step)
     for step in range(start, end):
         for g in opt.param_groups:
             g["lr"] = cfg.lr_at(step) * g.get("lr_scale", 1.0)
