@@ -3,6 +3,11 @@ BatchNorm prior, and judge the result with EfficientNet-Lite2 (docs/priors.md). 
 
     python docs/experiments/invert_depth.py examples/chelsea.jpg --size 128 --steps 60 --out inv.json
 
+Several photos at once (the block10 check on the filters' held-out photos, docs/priors.md):
+
+    python docs/experiments/invert_depth.py examples/chelsea.jpg build/photos/heldout/*.jpg --size 224 \
+        --layers block10 --bn 0.3 1 3 --out block10.json
+
 Rows: layer, prior (none / bn), PSNR and SSIM against the resized photo, Lite2 distance to it.
 """
 from __future__ import annotations
@@ -14,7 +19,7 @@ import pathlib
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("photo")
+    ap.add_argument("photos", nargs="+")
     ap.add_argument("--layers", default="stem,block3,block6,block8,block10,block13,head,logits")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=60)
@@ -31,22 +36,32 @@ def main(argv=None):
 
     bb = get_backbone(None, "cpu")
     judge = Judge()
-    x, _ = load_image(args.photo)
-    x = fit_size(x, args.size)
     layers = args.layers.split(",")
     rows = []
-    for scale in [0.0, *args.bn]:
-        prior = make_priors([PriorSpec("bn", scale)], INVERT_PRIOR_WEIGHTS) if scale else None
-        cfg = InvertConfig(steps=args.steps)
-        pics, rs = invert_layers(bb, x, layers, cfg, judge=judge, prior=lambda layer: prior)
-        for r, p in zip(rs, pics):
-            r["bn_scale"] = scale
-            print(json.dumps(r), flush=True)
-            if args.save:
-                save_image(p, pathlib.Path(args.save) / f"{pathlib.Path(args.photo).stem}_{r['layer']}_bn{scale:g}.png")
-        rows += rs
+    for photo in args.photos:
+        x, _ = load_image(photo)
+        x = fit_size(x, args.size)
+        for scale in [0.0, *args.bn]:
+            prior = make_priors([PriorSpec("bn", scale)], INVERT_PRIOR_WEIGHTS) if scale else None
+            cfg = InvertConfig(steps=args.steps)
+            pics, rs = invert_layers(bb, x, layers, cfg, judge=judge, prior=lambda layer: prior)
+            for r, p in zip(rs, pics):
+                r["bn_scale"] = scale
+                r["photo"] = pathlib.Path(photo).name
+                print(json.dumps(r), flush=True)
+                if args.save:
+                    save_image(p, pathlib.Path(args.save) / f"{pathlib.Path(photo).stem}_{r['layer']}_bn{scale:g}.png")
+            rows += rs
+    def dist(photo, layer, s):
+        return next(r["lite2_distance"] for r in rows if r["photo"] == photo and r["layer"] == layer and r["bn_scale"] == s)
+
+    names = sorted({r["photo"] for r in rows})
+    for scale in args.bn:  # per layer: on how many photos the prior brings the inversion closer
+        for layer in layers:
+            closer = sum(dist(n, layer, scale) < dist(n, layer, 0.0) for n in names)
+            print(f"{layer}, BN prior x{scale:g}: closer on {closer} of {len(names)} photos", flush=True)
     if args.out:
-        pathlib.Path(args.out).write_text(json.dumps({"photo": args.photo, "size": args.size, "steps": args.steps,
+        pathlib.Path(args.out).write_text(json.dumps({"photos": args.photos, "size": args.size, "steps": args.steps,
                                                      "rows": rows}, indent=1))
 
 
