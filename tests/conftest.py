@@ -14,6 +14,16 @@ os.environ.setdefault("PYTHONSAFEPATH", "1")
 DATA = REPO / "tests" / "data"
 
 
+def ctrl_c_default() -> None:
+    """``preexec_fn`` of a command that a test interrupts with SIGINT: a shell that starts a job in the
+    background without job control (``nohup bash .ci/run &``) gives it SIGINT ignored, and the children
+    inherit that, so Ctrl-C would do nothing. The tests are about a person pressing Ctrl-C, whose shell
+    leaves SIGINT at its default."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cuda_available() -> bool:
     try:
         import fastdream

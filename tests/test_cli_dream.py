@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, ctrl_c_default
 
 EXAMPLE = REPO / "examples" / "chelsea.jpg"
 FAST = ["--octaves", "2", "--steps", "3"]
@@ -156,7 +156,7 @@ def test_sigint_leaves_no_output(tmp_path, small):
 
     out = tmp_path / "never.png"
     p = subprocess.Popen([sys.executable, "-m", "fastdream.cli.main", "dream", str(small), "-o", str(out),
-                          "--steps", "200"], stderr=subprocess.PIPE, text=True)
+                          "--steps", "200"], stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_default)
     # wait until the command is past start-up (torch loaded), then give it a moment to start dreaming
     deadline = time.time() + 120
     while time.time() < deadline and "libtorch" not in open(f"/proc/{p.pid}/maps").read():

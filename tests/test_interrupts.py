@@ -14,7 +14,7 @@ import time
 import pytest
 
 import corpus
-from conftest import REPO
+from conftest import REPO, ctrl_c_default
 
 # PyAV and OpenCV are required dependencies (pyproject): a missing one is a broken install, so fail, not skip
 import av  # noqa: E402,F401
@@ -48,7 +48,8 @@ def whole(clip, tmp_path_factory):
 
 def interrupt_after(argv, frames_dir, n, sig, timeout=300):
     """Start ``argv``, wait until ``frames_dir`` holds ``n`` finished PNGs, send ``sig``; (rc, stderr)."""
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env())
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env(),
+                         preexec_fn=ctrl_c_default)
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and p.poll() is None:
@@ -179,7 +180,7 @@ def whole_dataset(photos, tmp_path_factory):
 def test_distill_dataset_signal_then_resume_is_identical(sig, photos, whole_dataset, tmp_path):
     out = tmp_path / "pairs"
     p = subprocess.Popen(cli("distill", "dataset", photos, "-o", out, *DFLAGS), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True, env=env())
+                         stderr=subprocess.PIPE, text=True, env=env(), preexec_fn=ctrl_c_default)
     try:
         _wait_for(p, lambda: len(list(out.glob("pair_*.png"))) >= 3)
         p.send_signal(sig)
