@@ -94,7 +94,7 @@ class Progress:
         else:
             text += f" {self.unit}s"
         text += f", {el:.0f} s"
-        n0, t0 = self.base if self.base is not None else (0, self.t0)
+        n0, t0 = self.base  # set by the first report, which every line follows
         if self.total and n0 < self.n < self.total and now > t0:
             text += f", about {(now - t0) / (self.n - n0) * (self.total - self.n):.0f} s left"
         print(text, file=sys.stderr, flush=True)
