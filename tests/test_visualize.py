@@ -197,7 +197,24 @@ def test_cli_report(tmp_path, monkeypatch, capsys):
                 "targets", "params"):
         assert key in r, key
     assert 0 <= r["probability"] <= 1 and 0 <= r["robust_probability"] <= 1
+    assert r["params"]["decay"] == 1.25  # the default spectrum decay, recorded
     assert out.exists()
+
+
+def test_decay_sets_the_spectrum_of_the_parameterization(bb):
+    """--decay reaches FourierImage: a larger exponent gives the low frequencies more of each step, so
+    after the same Adam steps the picture's energy sits lower in the spectrum."""
+    targets = parse_targets(bb, (48, 48), ["jellyfish"])
+
+    def low_fraction(decay):
+        x, _ = optimize(bb, targets, VisualizeConfig(size=(48, 48), steps=6, seed=2, decay_power=decay, prior=None))
+        spec = torch.fft.rfft2(x - x.mean((-2, -1), keepdim=True)).abs().pow(2)[0].sum(0)  # [48, 25]
+        f = torch.sqrt(torch.fft.fftfreq(48)[:, None] ** 2 + torch.fft.rfftfreq(48)[None, :] ** 2)
+        return float(spec[f < 0.1].sum() / spec.sum())
+
+    assert low_fraction(1.5) > low_fraction(1.0) + 0.05
+    with pytest.raises(FastdreamError, match="decay"):
+        VisualizeConfig(decay_power=-1).validate()
 
 
 def test_cli_variants_and_from(tmp_path, monkeypatch, capsys):
@@ -220,6 +237,8 @@ def test_cli_variants_and_from(tmp_path, monkeypatch, capsys):
     (["--class", "jellyfish", "--steps", "-3"], "must be >="),
     (["--class", "jellyfish", "--size", "big"], "whole number"),
     (["--class", "jellyfish*x"], "weight"),
+    (["--class", "jellyfish", "--decay", "4"], "must be <= 3"),
+    (["--class", "jellyfish", "--decay", "nan"], "finite"),
 ])
 def test_cli_bad_input(tmp_path, monkeypatch, capsys, argv, msg):
     out = tmp_path / "v.png"

@@ -2,6 +2,7 @@
 of the class) and by Hasler-Suesstrunk colourfulness (docs/priors.md). From the repository root:
 
     python docs/experiments/visualize_prior.py --classes "tabby,school bus,broccoli,monarch,castle" --out v.json
+    python docs/experiments/visualize_prior.py --priors none,default --save DIR --sheet docs/img/visualize_prior.jpg
 
 Each class is one `fastdream visualize --class NAME` run with the defaults (plus `--prior none` for
 the comparison).
@@ -24,6 +25,7 @@ def main(argv=None):
     ap.add_argument("--extra", default="", help="extra flags for fastdream visualize (e.g. '--steps 256')")
     ap.add_argument("--out")
     ap.add_argument("--save", help="folder for the pictures")
+    ap.add_argument("--sheet", help="also write the pictures as one sheet here: a row per prior, a column per class")
     args = ap.parse_args(argv)
     from fastdream.imageio import load_image
     from fastdream.metrics import Judge, colourfulness
@@ -55,6 +57,17 @@ def main(argv=None):
               round(sum(r["colourfulness"] for r in sel) / len(sel), 1), flush=True)
     if args.out:
         pathlib.Path(args.out).write_text(json.dumps(rows, indent=1))
+    if args.sheet:
+        from PIL import Image
+
+        priors, names = args.priors.split(","), args.classes.split(",")
+        tiles = [[Image.open(folder / f"vis_{n.replace(' ', '_')}_{p}.png").convert("RGB") for n in names] for p in priors]
+        w, h = tiles[0][0].size
+        sheet = Image.new("RGB", (w * len(names), h * len(priors)))
+        for i, row in enumerate(tiles):
+            for j, tile in enumerate(row):
+                sheet.paste(tile, (j * w, i * h))
+        sheet.save(args.sheet, quality=90)
 
 
 if __name__ == "__main__":

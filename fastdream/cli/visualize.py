@@ -32,6 +32,9 @@ def add_parser(sub):
                    help="picture size in pixels (square; with --from: the photo's long side), default 224")
     o.add_argument("--steps", type=number(int, 0, 100000), default=256, help="Adam steps (default 256)")
     o.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=0.05, help="learning rate (default 0.05)")
+    o.add_argument("--decay", type=number(float, 0, 3), default=1.25,
+                   help="the picture's spectrum falls as 1/f^DECAY: larger draws larger, bolder structures; "
+                        "Lucid's is 1 (default 1.25)")
     o.add_argument("--samples", "--variants", dest="variants", type=number(int, 1, 64), default=1, metavar="N",
                    help="N pictures of the same target at once, pushed apart by the diversity term")
     o.add_argument("--diversity", type=number(float, 0), default=20.0,
@@ -91,13 +94,14 @@ def run(args) -> int:
     targets = parse_targets(backbone, size, args.classes, args.channels, args.neurons)
     priors = visualize_priors(parse_priors(args.priors), device)
     cfg = VisualizeConfig(size=size, steps=args.steps, lr=args.lr, variants=args.variants,
-                          diversity=args.diversity, seed=args.seed, precision=precision, prior=priors)
+                          diversity=args.diversity, seed=args.seed, precision=precision, prior=priors,
+                          decay_power=args.decay)
     cfg.validate()
     with progress_bar(cfg.steps, "visualize") as update:
         images, stats = optimize(backbone, targets, cfg, init=x0, progress=update, device=device)
     figs = measure(backbone, targets, images)
     params = {"command": "visualize", "targets": [t.label for t in targets], "size": [size[1], size[0]],
-              "steps": cfg.steps, "lr": cfg.lr, "variants": cfg.variants, "diversity": cfg.diversity,
+              "steps": cfg.steps, "lr": cfg.lr, "variants": cfg.variants, "decay": cfg.decay_power, "diversity": cfg.diversity,
               "seed": cfg.seed, "precision": precision, "from": args.init, "backbone": args.backbone or "efficientnet-lite0",
               "prior": repr(priors) if priors is not None else "none"}
     if cfg.variants == 1:

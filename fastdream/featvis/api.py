@@ -49,7 +49,7 @@ def _as_list(v) -> list:
 def visualize(classes: str | int | Sequence[str | int] = (), *, channels: str | Sequence[str] = (),
               neurons: str | Sequence[str] = (), objective=None, backbone=None, size: int | tuple[int, int] = 224,
               steps: int = 256, variants: int = 1, diversity: float = 20.0, lr: float = 0.05, seed: int = 0,
-              init: Any = None, prior: Any = "default", device: str = "cpu",
+              decay: float = 1.25, init: Any = None, prior: Any = "default", device: str = "cpu",
               progress: Callable[[int, int], None] | None = None, return_stats: bool = False):
     """A picture (or ``variants`` pictures) optimized from noise to excite a class, channel or neuron.
 
@@ -59,7 +59,8 @@ def visualize(classes: str | int | Sequence[str | int] = (), *, channels: str | 
     checkpoint path (e.g. from :func:`finetune`, then classes are its class names) or a ``Backbone``.
     ``init``: a photo (path, PIL, numpy, tensor) to start from instead of noise (a fooling image); the
     result then comes back in the photo's form, else as PIL image(s). ``variants > 1`` returns a list,
-    pushed apart by the ``diversity`` term. ``return_stats=True`` also returns the figures (the
+    pushed apart by the ``diversity`` term. ``decay``: the spectrum's 1/f exponent (larger: bolder, more
+    saturated structures; Lucid's is 1). ``return_stats=True`` also returns the figures (the
     report's ``probability``/``robust_probability`` or ``activation``/``robust_activation``).
 
     >>> img = visualize("jellyfish", steps=128, seed=0)
@@ -85,7 +86,8 @@ def visualize(classes: str | int | Sequence[str | int] = (), *, channels: str | 
         if prior != "default":
             raise FastdreamError(f"prior must be an objective, 'default' or None, got {prior!r}")
         prior = visualize_priors(None, dev)
-    cfg = VisualizeConfig(size=hw, steps=steps, lr=lr, variants=variants, diversity=diversity, seed=seed, prior=prior)
+    cfg = VisualizeConfig(size=hw, steps=steps, lr=lr, variants=variants, diversity=diversity, seed=seed, prior=prior,
+                          decay_power=decay)
     cfg.validate()
     if objective is not None:
         targets = [Target("objective", repr(objective), 1.0, objective)]
