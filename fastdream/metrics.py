@@ -75,6 +75,18 @@ def gram_matrix(feat: torch.Tensor) -> torch.Tensor:
     return torch.bmm(f, f.transpose(1, 2)) / float(C * H * W)
 
 
+def unit_feature_distance(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """LPIPS-style distance of feature maps ``[B, C, H, W]`` (unweighted LPIPS, Zhang et al. 2018): each
+    position's feature vector divided by its L2 norm over channels, the squared difference summed over
+    channels and averaged over positions and the batch. Differentiable; a scalar tensor in [0, 4].
+
+    Every position counts alike, however weak its activations: the judge's distance, and a training
+    loss that asks for the reference's structure everywhere rather than where its features are strongest."""
+    a = F.normalize(fa, dim=1, eps=1e-10)
+    b = F.normalize(fb, dim=1, eps=1e-10)
+    return (a - b).square().sum(1).mean()
+
+
 # -- image statistics --------------------------------------------------------------------------
 
 
@@ -136,12 +148,7 @@ class Judge:
 
     @staticmethod
     def _distance(fa: dict, fb: dict) -> float:
-        total = 0.0
-        for k in JUDGE_LAYERS:
-            a = F.normalize(fa[k].double(), dim=1, eps=1e-10)
-            b = F.normalize(fb[k].double(), dim=1, eps=1e-10)
-            total += float((a - b).square().sum(1).mean())
-        return total
+        return sum(float(unit_feature_distance(fa[k].double(), fb[k].double())) for k in JUDGE_LAYERS)
 
     @staticmethod
     def _gram_distance(fa: dict, fb: dict) -> float:

@@ -254,7 +254,8 @@ def test_train_resume_continues_identically(pairs, tmp_path):
 
 def test_train_with_feature_and_temporal_loss(pairs, tmp_path):
     res = train(pairs, tmp_path / "f.pt", TrainConfig(**{**TINY, "steps": 1, "crop": 16, "feature_weight": 0.1,
-                                                         "feature_layers": ["block2"], "temporal_weight": 0.5,
+                                                         "feature_layers": ["block2"], "feature_norm": "unit",
+                                                         "temporal_weight": 0.5,
                                                          "style_weight": 1.0, "style_layers": ["block1"],
                                                          "objective_weight": 0.5,
                                                          "temporal_shift": 4}))
@@ -327,6 +328,37 @@ def test_feature_loss_sees_the_crop_mirrored_outwards(gen):
     with torch.no_grad():
         assert float(fl.climb(y, y, 0.5)) == 0.0
         assert float(fl.climb(y, y, 2.0)) == pytest.approx(0.5, abs=1e-5)  # halfway: 1 - 1/2
+
+
+def test_feature_loss_unit_norm_is_the_judges_lpips_style_distance(gen):
+    """feature_norm="unit": the LPIPS-style distance per layer (each position's channel vector
+    unit-normalized), summed; blind to each position's scale, which the energy form is not."""
+    from fastdream.api import get_backbone
+    from fastdream.distill.losses import FeatureLoss
+    from fastdream.metrics import unit_feature_distance
+
+    a, b = torch.randn(2, 5, 7, 9, generator=gen), torch.randn(2, 5, 7, 9, generator=gen)
+    na, nb = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    want = ((na - nb) ** 2).sum(1).mean()  # the reference, written out
+    assert float(unit_feature_distance(a, b)) == pytest.approx(float(want), rel=1e-6)
+    scale = torch.rand(2, 1, 7, 9, generator=gen) * 10 + 0.1  # a positive factor per position
+    assert float(unit_feature_distance(a * scale, b)) == pytest.approx(float(want), rel=1e-5)
+    assert float(unit_feature_distance(a, -a)) == pytest.approx(4.0, rel=1e-6)
+
+    bb = get_backbone(None, "cpu")
+    unit = FeatureLoss(bb, ["block2", "block5"], margin=0, feature_norm="unit")
+    energy = FeatureLoss(bb, ["block2", "block5"], margin=0)
+    y = torch.rand(2, 3, 48, 48, generator=gen)
+    o = torch.rand(2, 3, 48, 48, generator=gen)
+    with torch.no_grad():
+        fo, fy = bb.forward_taps(o, ["block2", "block5"]), bb.forward_taps(y, ["block2", "block5"])
+        want = sum(unit_feature_distance(fo[k], fy[k]) for k in ("block2", "block5"))
+        assert float(unit(o, y)["feature"]) == pytest.approx(float(want), rel=1e-5)
+        assert float(energy(o, y)["feature"]) != pytest.approx(float(want), rel=1e-2)
+    with pytest.raises(ValueError, match="feature_norm"):
+        FeatureLoss(bb, ["block2"], feature_norm="lpips")
+    with pytest.raises(FastdreamError, match="feature norm"):
+        TrainConfig(**{**TINY, "feature_norm": "lpips"}).validate()
 
 
 def test_objective_per_patch_rules_out_a_few_blobs(gen):

@@ -88,6 +88,10 @@ def add_parser(sub):
                    help="backbone features against the teacher's")
     t.add_argument("--feature-layers", default=",".join(D.feature_layers),
                    help="backbone taps of the perceptual loss")
+    t.add_argument("--feature-norm", choices=("energy", "unit"), default=D.feature_norm,
+                   help="the perceptual loss: energy, the squared difference over the teacher's mean square; "
+                        "unit, LPIPS-style (each position's feature vector unit-normalized, so every position "
+                        f"counts alike) (default: {D.feature_norm})")
     t.add_argument("--style-weight", type=number(float, 0), default=D.style_weight,
                    help="Gram-matrix (texture statistics) loss against the teacher's dream")
     t.add_argument("--style-layers", default=",".join(D.style_layers),
@@ -243,6 +247,7 @@ def run_train(args) -> int:
                       style_weight=args.style_weight,
                       style_layers=[s for s in args.style_layers.split(",") if s.strip()],
                       feature_layers=[s for s in args.feature_layers.split(",") if s.strip()],
+                      feature_norm=args.feature_norm,
                       temporal_weight=args.temporal_weight, val_every=args.val_every, eval_every=args.eval_every,
                       save_every=args.save_every, seed=args.seed,
                       precision=resolve_precision(args, "cuda" if args.device == "cuda" else "cpu"))

@@ -24,6 +24,7 @@ class TrainConfig:
     pixel_weight: float = 1.0
     feature_weight: float = 1.0
     feature_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9", "block12"])
+    feature_norm: str = "energy"  # energy: MSE over the target's mean square; unit: LPIPS-style (per position)
     adversarial_weight: float = 0.2   # the patch discriminator's term (0: no discriminator)
     adversarial_start: int = 800      # reconstruction-only steps before the discriminator joins
     disc_width: int = 32
@@ -72,6 +73,8 @@ class TrainConfig:
             raise FastdreamError("unpaired crops need a folder of photos (--photos)")
         if self.unpaired and self.objective_weight <= 0:
             raise FastdreamError("unpaired crops only climb the objective: they need --objective-weight > 0")
+        if self.feature_norm not in ("energy", "unit"):
+            raise FastdreamError(f"feature norm must be energy or unit, got {self.feature_norm!r}")
         if self.feature_weight > 0 and not self.feature_layers:
             raise FastdreamError("a feature loss needs at least one backbone layer")
         if not isinstance(self.adversarial_start, int) or self.adversarial_start < 0:

@@ -8,13 +8,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastdream.metrics import gram_matrix
+from fastdream.metrics import gram_matrix, unit_feature_distance
+
+FEATURE_NORMS = ("energy", "unit")  # FeatureLoss: MSE over the target's mean square, or LPIPS-style
 
 
 class FeatureLoss(torch.nn.Module):
     """Backbone-feature terms of the loss, from one forward pass of the output and one of the target.
 
-    ``feature``: ``sum_l mean((f_l(out) - f_l(target))^2) / mean(f_l(target)^2)`` over ``layers``;
+    ``feature``: ``sum_l mean((f_l(out) - f_l(target))^2) / mean(f_l(target)^2)`` over ``layers``
+    (``feature_norm="energy"``), or with ``"unit"`` the LPIPS-style distance of the two
+    (:func:`fastdream.metrics.unit_feature_distance`: every position's feature vector unit-normalized, so
+    weak positions count as much as strong ones);
     ``style``: the same for Gram matrices over ``style_layers``;
     ``objective``: the shortfall of the teacher's objective ``obj`` (when given) on the output from
     ``target`` times its value on the teacher's dream, per patch (``patch_values``, ``_shortfall``): the
@@ -23,8 +28,11 @@ class FeatureLoss(torch.nn.Module):
     """
 
     def __init__(self, backbone, layers, objective=None, margin: int = 0, style_layers=(), target: float = 1.0,
-                 patch: int = 0, channels: bool = False, precision: str = "fp32"):
+                 patch: int = 0, channels: bool = False, precision: str = "fp32", feature_norm: str = "energy"):
         super().__init__()
+        if feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"feature_norm must be one of {FEATURE_NORMS}, got {feature_norm!r}")
+        self.feature_norm = feature_norm
         self.precision = precision
         self.channels = bool(channels)
         self.target = float(target)
@@ -48,7 +56,10 @@ class FeatureLoss(torch.nn.Module):
         if self.layers:
             total = out.new_zeros(())
             for l in self.layers:
-                total = total + F.mse_loss(fo[l], ft[l]) / ft[l].pow(2).mean().clamp_min(1e-8)
+                if self.feature_norm == "unit":
+                    total = total + unit_feature_distance(fo[l].float(), ft[l].float())
+                else:
+                    total = total + F.mse_loss(fo[l], ft[l]) / ft[l].pow(2).mean().clamp_min(1e-8)
             terms["feature"] = total
         if self.style_layers:
             total = out.new_zeros(())

@@ -149,7 +149,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
         feat = FeatureLoss(bb, cfg.feature_layers if cfg.feature_weight > 0 else [], objective,
                            margin=cfg.loss_margin, style_layers=cfg.style_layers if cfg.style_weight > 0 else [],
                            target=cfg.objective_target, patch=cfg.objective_patch,
-                           channels=cfg.objective_channels,
+                           channels=cfg.objective_channels, feature_norm=cfg.feature_norm,
                            precision=resolve_precision(cfg.precision, dev))
     gain = feat.teacher_gain(pairs, min(cfg.crop, pairs.min_size)) if photos is not None else None
     if gain is not None:
