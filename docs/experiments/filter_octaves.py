@@ -80,7 +80,10 @@ def main(argv=None):
                       "gain_fraction": float(np.mean(a["gain_fraction"]))}
         print(k, {m: round(v, 3) for m, v in summary[k].items()}, flush=True)
     if args.out:
-        pathlib.Path(args.out).write_text(json.dumps({"model": str(runner.path), "summary": summary, "rows": rows}, indent=1))
+        model = pathlib.Path(runner.path).resolve()
+        repo = pathlib.Path(__file__).resolve().parents[2]
+        shown = str(model.relative_to(repo)) if model.is_relative_to(repo) else model.name  # no machine's paths
+        pathlib.Path(args.out).write_text(json.dumps({"model": shown, "summary": summary, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def add_parser(sub):
     from fastdream.presets import describe
 
     try:
-        from fastdream.distill.config import TrainConfig
+        from fastdream.distill.config import FEATURE_NORMS, TrainConfig
     except ImportError:  # an installation without fastdream.distill: the command says so when run
         p = sub.add_parser("distill", help="distill a dream into a fast feed-forward filter (not installed)")
         p.add_argument("rest", nargs="*")
@@ -88,7 +88,7 @@ def add_parser(sub):
                    help="backbone features against the teacher's")
     t.add_argument("--feature-layers", default=",".join(D.feature_layers),
                    help="backbone taps of the perceptual loss")
-    t.add_argument("--feature-norm", choices=("energy", "unit"), default=D.feature_norm,
+    t.add_argument("--feature-norm", choices=FEATURE_NORMS, default=D.feature_norm,
                    help="the perceptual loss: energy, the squared difference over the teacher's mean square; "
                         "unit, LPIPS-style (each position's feature vector unit-normalized, so every position "
                         f"counts alike) (default: {D.feature_norm})")

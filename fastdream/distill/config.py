@@ -6,6 +6,8 @@ import math
 
 from fastdream.errors import FastdreamError
 
+FEATURE_NORMS = ("energy", "unit")  # the perceptual loss: MSE over the target's mean square, or LPIPS-style
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -73,8 +75,8 @@ class TrainConfig:
             raise FastdreamError("unpaired crops need a folder of photos (--photos)")
         if self.unpaired and self.objective_weight <= 0:
             raise FastdreamError("unpaired crops only climb the objective: they need --objective-weight > 0")
-        if self.feature_norm not in ("energy", "unit"):
-            raise FastdreamError(f"feature norm must be energy or unit, got {self.feature_norm!r}")
+        if self.feature_norm not in FEATURE_NORMS:
+            raise FastdreamError(f"feature norm must be one of {', '.join(FEATURE_NORMS)}, got {self.feature_norm!r}")
         if self.feature_weight > 0 and not self.feature_layers:
             raise FastdreamError("a feature loss needs at least one backbone layer")
         if not isinstance(self.adversarial_start, int) or self.adversarial_start < 0:

@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastdream.distill.config import FEATURE_NORMS
 from fastdream.metrics import gram_matrix, unit_feature_distance
-
-FEATURE_NORMS = ("energy", "unit")  # FeatureLoss: MSE over the target's mean square, or LPIPS-style
 
 
 class FeatureLoss(torch.nn.Module):
