@@ -1,6 +1,7 @@
 """Distilled filters: generator shapes, dataset determinism/resume/shards, training resume, torchrun,
 ONNX export checked by ONNX Runtime. Tiny pictures, tiny nets, few steps; the teacher in the dataset
 tests is a stand-in (a fixed colour/contrast transform), the real one is exercised by `distill eval`."""
+import dataclasses
 import json
 import os
 import pathlib
@@ -10,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from fastdream.distill.dataset import CropRecipe, list_pairs, load_pair, render_dataset
@@ -119,6 +121,30 @@ def test_dreamnet_b_encodes_with_the_backbone_and_starts_as_identity(gen):
     assert torch.allclose(h, want, atol=1e-4)
     g.train_encoder(True)
     assert all(p.requires_grad for p in g.encoder.parameters()) and not g.encoder.training
+
+
+def test_dreamnet_b_coarse_pass_reads_the_half_size_picture(gen):
+    from fastdream.backbones import load_backbone
+
+    cfg = GeneratorConfig(width=4, blocks=2, deep=8, mid_blocks=1, version=3)
+    g = DreamNetB(dataclasses.replace(cfg, coarse=True), pretrained=True).eval()
+    assert DreamNetB(cfg).lift4_coarse is None
+    x = torch.rand(1, 3, 64, 96, generator=gen)
+    seen = []
+    g.lift4_coarse.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    with torch.no_grad():
+        assert torch.equal(g(x), x)  # still the identity at the start
+        want = load_backbone().forward_taps(F.avg_pool2d(x, 2), ["block9"])["block9"]
+    assert seen[0].shape == (1, 112, 2, 3) and torch.allclose(seen[0], want, atol=1e-4)
+    # the coarse features reach the output once the output layer is no longer zero
+    with torch.no_grad():
+        g.out.weight.normal_(0, 0.3, generator=gen)
+        a = g(x)
+        g.lift4_coarse.weight.zero_()
+        g.lift4_coarse.bias.zero_()
+        assert float((g(x) - a).abs().max()) > 1e-4
+    with pytest.raises(FastdreamError, match="coarse"):
+        GeneratorConfig(version=2, coarse=True).validate()
 
 
 def test_generator_version_follows_the_class():
@@ -396,6 +422,18 @@ def test_objective_per_patch_rules_out_a_few_blobs(gen):
     torch.testing.assert_close(per.mean(1), whole[:, 0])  # equal patches: their mean is the whole
 
 
+def test_train_resumes_a_checkpoint_saved_before_a_generator_field_existed(pairs, tmp_path):
+    out = tmp_path / "old.pt"
+    train(pairs, out, TrainConfig(**{**TINY, "steps": 4, "until": 2}))
+    ck = torch.load(out, weights_only=False)
+    gen_cfg = json.loads(ck["generator"])
+    del gen_cfg["coarse"]  # as written before the coarse pass existed
+    ck["generator"] = json.dumps(gen_cfg)
+    torch.save(ck, out)
+    res = train(pairs, out, TrainConfig(**{**TINY, "steps": 4}), resume=True)
+    assert res["start_step"] == 2 and res["end_step"] == 4
+
+
 def test_train_refuses_existing_and_foreign_checkpoints(pairs, tmp_path):
     out = tmp_path / "x.pt"
     train(pairs, out, TrainConfig(**{**TINY, "steps": 1}))
@@ -466,25 +504,28 @@ def test_export_runs_in_onnxruntime_at_another_size(tmp_path, gen, padding, vers
     assert err <= 1e-4
 
 
-def test_export_v3_folds_the_same_padding_and_runs_at_any_size_through_the_runtime(tmp_path, gen):
+@pytest.mark.parametrize("coarse", [False, True])
+def test_export_v3_folds_the_same_padding_and_runs_at_any_size_through_the_runtime(tmp_path, gen, coarse):
     pytest.importorskip("onnxruntime")
     import onnx
 
     from fastdream.distill.export import export_onnx
     from fastdream.distill.runtime import load_filter
 
-    g = build_generator(GeneratorConfig(width=4, blocks=2, deep=8, mid_blocks=1, version=3), pretrained=True)
+    g = build_generator(GeneratorConfig(width=4, blocks=2, deep=8, mid_blocks=1, version=3, coarse=coarse),
+                        pretrained=True)
     with torch.no_grad():
         for n, p in g.named_parameters():
             if not n.startswith("encoder."):
                 p.normal_(0, 0.3, generator=gen)
-    save_checkpoint(tmp_path / "g.pt", g, torch.optim.Adam(g.parameters()), 3, TrainConfig(width=4, blocks=2, version=3),
-                    {"preset": "classic"}, [])
+    save_checkpoint(tmp_path / "g.pt", g, torch.optim.Adam(g.parameters()), 3,
+                    TrainConfig(width=4, blocks=2, version=3, coarse=coarse), {"preset": "classic"}, [])
     res = export_onnx(tmp_path / "g.pt", tmp_path / "g.onnx", example_size=(32, 48))
     assert res["max_abs_error"] <= 1e-4
     m = onnx.load(tmp_path / "g.onnx")
     meta = {p.key: p.value for p in m.metadata_props}
-    assert meta["fastdream.pad_multiple"] == "16" and json.loads(meta["fastdream.arch"])["name"] == "fastdream-dreamnet-v3"
+    assert meta["fastdream.pad_multiple"] == ("32" if coarse else "16")
+    assert json.loads(meta["fastdream.arch"])["name"] == "fastdream-dreamnet-v3"
     # the backbone's asymmetric "SAME" pads went into the convolutions (no Pad copies the input)
     assert not [n for n in m.graph.node if n.op_type == "Pad"]
     runner = load_filter(tmp_path / "g.onnx", device="cpu")

@@ -76,6 +76,9 @@ def add_parser(sub):
                         "with a full-resolution output), v1 the first filter's")
     t.add_argument("--train-encoder", action="store_true",
                    help="v3: let the encoder's weights learn too (default: frozen at the backbone's)")
+    t.add_argument("--coarse", action="store_true",
+                   help="v3: the encoder also reads the picture at half size, its features joined at 1/16 "
+                        "(the teacher's coarse octaves draw larger structures; a quarter more encoder time)")
     t.add_argument("--width", type=number(int, 4, 256), default=D.width, help="generator width")
     t.add_argument("--blocks", type=number(int, 0, 32), default=D.blocks,
                    help="residual blocks at the coarsest resolution")
@@ -236,7 +239,7 @@ def run_train(args) -> int:
     _check_report(args.report)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, width=args.width,
                       blocks=args.blocks, version=int(args.arch[1:]), deep=args.deep, mid_blocks=args.mid_blocks,
-                      train_encoder=args.train_encoder, adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
+                      train_encoder=args.train_encoder, coarse=args.coarse, adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
                       disc_width=args.disc_width, disc_lr=args.disc_lr, device=args.device, until=args.until,
                       pixel_weight=args.pixel_weight, feature_weight=args.feature_weight,
                       objective_weight=args.objective_weight, loss_margin=args.loss_margin,

@@ -22,6 +22,7 @@ class TrainConfig:
     deep: int = 192
     mid_blocks: int = 2
     train_encoder: bool = False  # v3: the encoder's weights learn too (default: the backbone's, frozen)
+    coarse: bool = False        # v3: a second encoder pass at half size, joined at 1/16 (GeneratorConfig.coarse)
     padding: str = "zeros"
     pixel_weight: float = 1.0
     feature_weight: float = 1.0
@@ -98,7 +99,7 @@ class TrainConfig:
         from fastdream.distill.generator import GeneratorConfig
 
         return GeneratorConfig(width=self.width, blocks=self.blocks, padding=self.padding, version=self.version,
-                               deep=self.deep, mid_blocks=self.mid_blocks)
+                               deep=self.deep, mid_blocks=self.mid_blocks, coarse=self.coarse)
 
     def lr_at(self, step: int) -> float:
         t = min(1.0, step / max(1, self.steps))

@@ -52,7 +52,7 @@ def export_onnx(checkpoint, output, *, example_size=(96, 128), check_size=(75, 5
 
     from fastdream import __version__
     from fastdream.distill.checkpoint import load_generator
-    from fastdream.distill.generator import STRIDE, count_params
+    from fastdream.distill.generator import count_params, pad_multiple
     from fastdream.imageio import atomic_write
 
     out = pathlib.Path(output)
@@ -74,15 +74,17 @@ def export_onnx(checkpoint, output, *, example_size=(96, 128), check_size=(75, 5
     meta = {
         "fastdream.format": FILTER_FORMAT,
         "fastdream.arch": json.dumps({"name": model.config.arch, **ck["generator"],
-                                        "stride": STRIDE if model.config.version >= 2 else 8}),
+                                        "stride": pad_multiple(model.config) if model.config.version >= 2 else 8}),
         "fastdream.input": f"{INPUT_NAME}: float32 [N, 3, H, W], RGB in [0, 1]",
         "fastdream.output": f"{OUTPUT_NAME}: float32 [N, 3, H, W], RGB in [0, 1]",
-        "fastdream.pad_multiple": str(STRIDE if model.config.version == 3 else 1),
+        "fastdream.pad_multiple": str(pad_multiple(model.config) if model.config.version == 3 else 1),
         "fastdream.teacher": json.dumps(ck.get("teacher") or {}, default=str),
         "fastdream.training": json.dumps(training),
         "fastdream.version": __version__,
     }
-    h, w = example_size
+    # traced at a size the graph takes as it is (else the generator's own padding would be traced)
+    step = int(meta["fastdream.pad_multiple"])
+    h, w = (-(-int(n) // step) * step for n in example_size)
     example = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
 
     def write(tmp):
@@ -111,7 +113,7 @@ def export_onnx(checkpoint, output, *, example_size=(96, 128), check_size=(75, 5
 
     report: dict = {}
     atomic_write(out, write)
-    report.update({"output": str(out), "bytes": out.stat().st_size, "opset": OPSET, "example_size": list(example_size),
+    report.update({"output": str(out), "bytes": out.stat().st_size, "opset": OPSET, "example_size": [h, w],
                    "tolerance": ORT_TOLERANCE, "metadata": meta, "params": training["params"]})
     return report
 

@@ -58,6 +58,7 @@ class GeneratorConfig:
                          # output); 3: DreamNetB (the backbone's own blocks as the encoder)
     deep: int = 128      # v2: channels at 1/16 resolution
     mid_blocks: int = 1  # v2: residual blocks at 1/8 resolution on the way up
+    coarse: bool = False  # v3: the encoder also reads the picture at half size, its features join at 1/16
 
     def validate(self) -> None:
         if self.padding not in PADDINGS:
@@ -72,6 +73,8 @@ class GeneratorConfig:
             raise FastdreamError(f"generator deep width must be a whole number in 8..1024, got {self.deep!r}")
         if not isinstance(self.mid_blocks, int) or not 0 <= self.mid_blocks <= 16:
             raise FastdreamError(f"generator mid blocks must be a whole number in 0..16, got {self.mid_blocks!r}")
+        if self.coarse and self.version != 3:
+            raise FastdreamError("the coarse (half-size) encoder pass is for the v3 generator")
 
     @property
     def arch(self) -> str:
@@ -237,6 +240,15 @@ class DreamNetB(nn.Module):
     The output is a resize-then-convolve at full resolution (no pixel shuffle: the second layout's
     2-pixel grid came from it), and the picture itself enters the last convolution, so the change can
     follow its edges. About 24 ms of its time at 640x480 on this CPU is the encoder.
+
+    With ``coarse`` the encoder makes a second pass over the picture at half size (2x2 mean), and its
+    block9 features (at 1/32) are lifted, resized to 1/16 and added before the residual blocks::
+
+        avgpool2(x) ──► stem, block0..9 ──► 1x1 (112→d) ──► resize ──► + 1x1 (112→d)(e4)
+
+    The teacher dreams its coarse octaves first (at 1/2.7 of the size of use for the classic preset),
+    so its largest structures are those the backbone draws on a smaller picture; the half-size pass
+    shows the decoder that picture. It costs a quarter of the encoder's time more.
     """
 
     def __init__(self, config: GeneratorConfig | None = None, pretrained: bool = False):
@@ -255,6 +267,7 @@ class DreamNetB(nn.Module):
         chans = [b.spec.cout for b in self.encoder._blocks]
         c1, c2, c3, c4 = lite._bn0.num_features, chans[2], chans[4], chans[9]
         self.lift4 = nn.Conv2d(c4, d, 1)
+        self.lift4_coarse = nn.Conv2d(c4, d, 1) if self.config.coarse else None
         self.blocks = nn.Sequential(*[ResidualBlock(d, dilation=2 ** (i % 4), padding=pad)
                                       for i in range(self.config.blocks)])
         self.reduce4 = nn.Conv2d(d, 4 * w, 1)
@@ -285,27 +298,41 @@ class DreamNetB(nn.Module):
         self.encoder.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, 3, H, W]
-        H, W = x.shape[-2:]
-        ph, pw = (-H) % STRIDE, (-W) % STRIDE
-        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``x`` in [0, 1] -> the stem's output (1/2) and each encoder block's, in order."""
         enc = self.encoder
-        h = enc._stem_act(conv_bn(enc._conv_stem, enc._bn0, (xp - self.mean) / self.std))  # BatchNorm folded
-        e1 = h                                                            # [B, 32, H/2, W/2]
-        feats = []
+        h = enc._stem_act(conv_bn(enc._conv_stem, enc._bn0, (x - self.mean) / self.std))  # BatchNorm folded
+        stem, feats = h, []
         for block in enc._blocks:
             h = block(h)
             feats.append(h)
+        return stem, feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, 3, H, W]
+        H, W = x.shape[-2:]
+        m = pad_multiple(self.config)
+        ph, pw = (-H) % m, (-W) % m
+        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+        e1, feats = self._encode(xp)                                      # e1 [B, 32, H/2, W/2]
         e2, e3, e4 = feats[2], feats[4], feats[9]                         # 1/4, 1/8, 1/16
-        y = self.blocks(self.lift4(e4))                                   # [B, d, H/16, W/16]
+        y = self.lift4(e4)                                                # [B, d, H/16, W/16]
+        if self.lift4_coarse is not None:                                 # the half-size pass: 1/32 -> 1/16
+            y = y + _resize_to(self.lift4_coarse(self._encode(F.avg_pool2d(xp, 2))[1][9]), e4)
+        y = self.blocks(y)                                                # [B, d, H/16, W/16]
         y = self.mid(_resize_to(self.reduce4(y), e3) + self.skip3(e3))    # [B, 4w, H/8, W/8]
         y = F.relu(self.dec2(_resize_to(self.reduce3(y), e2) + self.skip2(e2)))   # [B, 2w, H/4, W/4]
         y = F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + self.skip1(e1)))   # [B, w, H/2, W/2]
         y = _resize_to(self.head(y), xp)                                  # [B, 8, H, W]
         delta = self.out(torch.cat([y, xp], 1))
-        if ph or pw:  # (not in the ONNX graph: the runtime pads to multiples of 16 itself, so no crop is traced)
+        if ph or pw:  # (not in the ONNX graph: the runtime pads to its multiples itself, so no crop is traced)
             delta = delta[..., :H, :W]
         return torch.clamp(x + delta, 0.0, 1.0)
+
+
+def pad_multiple(config: GeneratorConfig) -> int:
+    """The size steps a v3 generator pads its input to (and an exported graph of it needs): the encoder's
+    total stride, twice that with the half-size pass (``coarse``)."""
+    return 2 * STRIDE if config.coarse else STRIDE
 
 
 def build_generator(config: GeneratorConfig, pretrained: bool = False) -> nn.Module:

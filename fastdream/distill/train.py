@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from fastdream.distill.checkpoint import read_checkpoint, save_checkpoint
 from fastdream.distill.config import TrainConfig
 from fastdream.distill.data import PairSet, PhotoSet
-from fastdream.distill.generator import build_generator, count_params
+from fastdream.distill.generator import GeneratorConfig, build_generator, count_params
 from fastdream.distill.losses import FeatureLoss, PatchDiscriminator, d_hinge, g_hinge
 from fastdream.distill.parallel import barrier, init_group, placement, wrap
 from fastdream.errors import InputError
@@ -115,8 +115,9 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     start, history = 0, []
     if resume and out.exists():
         ck = read_checkpoint(out)
-        if ck["generator"] != dataclasses.asdict(model.config):
-            raise InputError(f"{out}: trained with generator {ck['generator']}, not {dataclasses.asdict(model.config)}")
+        saved = dataclasses.asdict(GeneratorConfig(**ck["generator"]))  # fields added since: their defaults
+        if saved != dataclasses.asdict(model.config):
+            raise InputError(f"{out}: trained with generator {saved}, not {dataclasses.asdict(model.config)}")
         model.load_state_dict(ck["model"])
         if ck["optimizer"]:
             opt.load_state_dict(ck["optimizer"])
