@@ -23,6 +23,7 @@ def main(argv=None):
     ap.add_argument("--layers", default="stem,block3,block6,block8,block10,block13,head,logits")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0, help="the inversion's seed (its random start)")
     ap.add_argument("--bn", type=float, nargs="*", default=[1.0], help="scales of the default BN weight to try")
     ap.add_argument("--out")
     ap.add_argument("--save", help="folder for the pictures")
@@ -43,7 +44,7 @@ def main(argv=None):
         x = fit_size(x, args.size)
         for scale in [0.0, *args.bn]:
             prior = make_priors([PriorSpec("bn", scale)], INVERT_PRIOR_WEIGHTS) if scale else None
-            cfg = InvertConfig(steps=args.steps)
+            cfg = InvertConfig(steps=args.steps, seed=args.seed)
             pics, rs = invert_layers(bb, x, layers, cfg, judge=judge, prior=lambda layer: prior)
             for r, p in zip(rs, pics):
                 r["bn_scale"] = scale
@@ -62,6 +63,7 @@ def main(argv=None):
             print(f"{layer}, BN prior x{scale:g}: closer on {closer} of {len(names)} photos", flush=True)
     if args.out:
         pathlib.Path(args.out).write_text(json.dumps({"photos": args.photos, "size": args.size, "steps": args.steps,
+                                                     "seed": args.seed,
                                                      "rows": rows}, indent=1))
 
 
