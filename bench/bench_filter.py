@@ -51,7 +51,10 @@ def machine():
     import onnxruntime as ort
     import torch
 
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
+    from fastdream.bench.kernels import cpu_model
+
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(),
+            "cpu_count": os.cpu_count(),
             "load_average_1min": os.getloadavg()[0], "onnxruntime": ort.__version__, "torch": torch.__version__,
             "providers": ort.get_available_providers()}
 
@@ -72,6 +75,8 @@ def main(argv=None) -> int:
     p.add_argument("--clip", action="store_true", help="warp error of video --filter next to the iterative video")
     p.add_argument("--clip-photo", default=str(REPO / "examples" / "chelsea.jpg"))
     p.add_argument("--clip-frames", type=int, default=10)
+    p.add_argument("--compare", default="", help="other filters (files or shipped names, comma-separated) timed "
+                   "beside this one in alternating blocks of runs (the machine's speed drifts; ratios hold)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
 
@@ -123,6 +128,8 @@ def main(argv=None) -> int:
                                       "filter_speedup": med / res["ms_median_interleaved"]}
             print(f"{name} (Johnson et al. 2016, width {w}): median {med:.1f} ms; the filter, interleaved with "
                   f"it: {res['ms_median_interleaved']:.1f} ms, {med / res['ms_median_interleaved']:.2f}x faster")
+    if args.compare:
+        res["compare"] = _compare(runner, [m for m in args.compare.split(",") if m.strip()], a, args)
     if args.teacher_runs > 0:
         from fastdream.engine.dream import dream_tensor
         from fastdream.distill.evaluate import teacher_from_params
@@ -166,6 +173,33 @@ def main(argv=None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(res, indent=2) + "\n")
     return 0
+
+
+def _compare(runner, models, a, args, block=5):
+    """Each filter alone, in alternating blocks of ``block`` runs (the first run of a block, after another
+    model evicted the caches, is left out): medians measured under the same drift of the machine's speed."""
+    from fastdream.distill.runtime import FilterRunner
+
+    runners = {"this": runner, **{m: FilterRunner(m, device=args.device, threads=args.threads) for m in models}}
+    for r in runners.values():
+        for _ in range(args.warmup):
+            r.run_numpy(a)
+    times = {k: [] for k in runners}
+    for _ in range(max(1, args.runs // (block - 1))):
+        for k, r in runners.items():
+            for i in range(block):
+                t0 = time.perf_counter()
+                r.run_numpy(a)
+                if i:
+                    times[k].append(1000 * (time.perf_counter() - t0))
+    base = statistics.median(times["this"])
+    out = {"this_ms_median": base, "block": block}
+    print(f"alternating blocks: this filter {base:.1f} ms")
+    for k in models:
+        med = statistics.median(times[k])
+        out[k] = {"model": runners[k].path.name, "ms_median": med, "ms_min": min(times[k]), "time_ratio": med / base}
+        print(f"  {k}: {med:.1f} ms, {med / base:.2f}x this filter's time")
+    return out
 
 
 def _baseline_session(width, size, threads):
