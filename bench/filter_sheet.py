@@ -1,7 +1,8 @@
 """A sheet of held-out photos from a `distill eval --save DIR` folder: one row per photo, columns input,
-teacher, (teacher with another seed,) filter.
+teacher, (teacher with another seed,) (other filters,) filter.
 
     python bench/filter_sheet.py DIR -o docs/img/distill_heldout.jpg [--names a,b,c] [--width 320]
+    python bench/filter_sheet.py DIR --other-filter DIR2 --no-seeds -o sheet.jpg   # DIR2's filter beside DIR's
 """
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--names", help="comma-separated photo stems, in order (default: all)")
     p.add_argument("--width", type=int, default=320, help="width of each cell")
+    p.add_argument("--other-filter", action="append", default=[], metavar="DIR",
+                   help="another `distill eval --save` folder of the same photos: its filter's column comes "
+                        "before DIR's (repeatable)")
+    p.add_argument("--no-seeds", action="store_true", help="leave out the teacher's other seeds")
     args = p.parse_args(argv)
     from PIL import Image
 
@@ -24,7 +29,9 @@ def main(argv=None) -> int:
     rows = []
     for s in stems:
         cells = [d / f"{s}_input.png", d / f"{s}_teacher.png"]
-        cells += sorted(d.glob(f"{s}_teacher_seed*.png"))
+        if not args.no_seeds:
+            cells += sorted(d.glob(f"{s}_teacher_seed*.png"))
+        cells += [pathlib.Path(o) / f"{s}_filter.png" for o in args.other_filter]
         cells.append(d / f"{s}_filter.png")
         rows.append([Image.open(c).convert("RGB") for c in cells])
     w = args.width

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the README gallery (docs/img/dream_*.jpg) and the filter sheets (distill_heldout.jpg, distill_textures.jpg) with the installed fastdream, from the repo root.
+# Regenerates the README gallery (docs/img/dream_*.jpg) and the filter sheets (distill_heldout.jpg, distill_default_fast.jpg, distill_textures.jpg) with the installed fastdream, from the repo root.
 set -euo pipefail
 FD=${FASTDREAM:-fastdream}   # e.g. FASTDREAM="python -m fastdream.cli.main" in a development tree
 out=docs/img
@@ -23,8 +23,11 @@ done
 mkdir -p "$tmp/h4"
 cp build/photos/heldout/{gcompris-horse,skimage-chelsea,gcompris-tajMahal,mate-LadyBird}.jpg "$tmp/h4/"
 $FD distill eval "$tmp/h4" --size 640x480 --reference-seed 1 --save "$tmp/default"
+$FD distill eval "$tmp/h4" --model fast --size 640x480 --save "$tmp/fast"
 $FD distill eval "$tmp/h4" --model textures --size 640x480 --save "$tmp/textures"
 names=gcompris-horse,skimage-chelsea,gcompris-tajMahal,mate-LadyBird
 python bench/filter_sheet.py "$tmp/default" -o "$out/distill_heldout.jpg" --names "$names" --width 320
+python bench/filter_sheet.py "$tmp/default" --other-filter "$tmp/fast" --no-seeds -o "$out/distill_default_fast.jpg" \
+  --names skimage-chelsea,mate-LadyBird,gcompris-tajMahal --width 320
 python bench/filter_sheet.py "$tmp/textures" -o "$out/distill_textures.jpg" --names "$names" --width 320
 rm -rf "$tmp"
