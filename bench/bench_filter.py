@@ -61,7 +61,8 @@ def machine():
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="filter .onnx (default: the shipped filter)")
+    p.add_argument("--model", help="filter .onnx or a shipped name (default: the shipped filter as `fastdream filter` "
+                                   "runs it: default-int8 on the CPU, default on CUDA)")
     p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=[640, 480])
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (default 2)")
     p.add_argument("--device", default="cpu")

@@ -48,7 +48,7 @@ def test_shipped_filter_is_small_and_described():
     assert SHIPPED.exists() and SHIPPED.stat().st_size <= 5 * 1024 * 1024
     from fastdream.distill.runtime import FilterRunner
 
-    r = FilterRunner()
+    r = FilterRunner("default")
     # the packaged copy (installed or in the source tree) is the repository's file
     assert r.is_fastdream and r.path.name == SHIPPED.name and r.path.read_bytes() == SHIPPED.read_bytes()
     assert r.teacher.get("preset") == "classic"
@@ -225,7 +225,7 @@ def test_shipped_filters_are_picked_by_name(tmp_path, capsys):
     r = FilterRunner("textures")
     assert r.path.name == "textures.onnx" and r.teacher.get("preset") == "textures"
     # the default reads the picture at full and half size (sizes in steps of 32); fast is the narrower one
-    d, f = FilterRunner(), FilterRunner("fast")
+    d, f = FilterRunner("default"), FilterRunner("fast")
     assert d.teacher.get("preset") == "classic"
     assert f.path.name == "fast.onnx" and f.teacher.get("preset") == "classic"
     assert (d.metadata["fastdream.pad_multiple"], f.metadata["fastdream.pad_multiple"]) == ("32", "16")
@@ -237,3 +237,79 @@ def test_shipped_filters_are_picked_by_name(tmp_path, capsys):
     rc, err = run(["filter", PHOTO, "-o", tmp_path / "n.png", "--model", "nosuchfilter"], capsys)
     assert rc == 2 and "shipped filters: " in err and "textures" in err
     assert not (tmp_path / "n.png").exists()
+
+
+def _calibration_photos(tmp_path):
+    d = tmp_path / "calib"
+    d.mkdir()
+    for p in (PHOTO, REPO / "tests" / "data" / "astronaut_128.jpg"):
+        (d / p.name).write_bytes(p.read_bytes())
+    return d
+
+
+def test_export_int8_quantizes_a_shipped_filter(tmp_path, capsys):
+    import onnx
+
+    from fastdream.distill.runtime import FilterRunner
+
+    out, rep = tmp_path / "fast8.onnx", tmp_path / "r.json"
+    rc, err = run(["export", "fast", "-o", out, "--int8", _calibration_photos(tmp_path),
+                   "--calibration-size", "128", "96", "--report", rep], capsys)
+    assert rc == 0, err
+    report = json.loads(rep.read_text())
+    assert report["calibration_photos"] == 2 and report["size"] == [128, 96]
+    assert report["psnr_to_float_db"] >= 25.0
+    m = onnx.load(str(out))
+    ops = {n.name: n.op_type for n in m.graph.node}
+    assert sum(t == "QLinearConv" for t in ops.values()) > 20      # the encoder and the deep decoder
+    assert ops["/out/Conv"] == "Conv" and ops["/dec1/pointwise/Conv"] == "Conv"  # the tail stays float
+    assert "/dec1/pointwise/Conv" in report["float_nodes"]
+    q, f = FilterRunner(out, device="cpu"), FilterRunner("fast", device="cpu")
+    precision = json.loads(q.metadata["fastdream.precision"])
+    assert precision["weights"].startswith("int8") and precision["calibration"]["photos"] == 2
+    assert q.teacher == f.teacher and q.pad_multiple == f.pad_multiple
+    # another size than the calibration's, not a multiple of 16: the same picture as the float filter, nearly
+    from fastdream.imageio import load_image
+
+    x = load_image(PHOTO)[0][..., :150, :170].contiguous().numpy()
+    a, b = f.run_numpy(x), q.run_numpy(x)
+    assert a.shape == b.shape == x.shape
+    assert 10 * np.log10(1.0 / float(np.mean((a - b) ** 2))) > 22.0
+    assert np.abs(b - x).mean() > 0.5 * np.abs(a - x).mean()           # it still dreams
+    # an 8-bit filter is not quantized again
+    fails_cleanly(["export", out, "-o", tmp_path / "again.onnx", "--int8", tmp_path / "calib"], capsys,
+                  tmp_path / "again.onnx", match="already quantized")
+
+
+def test_export_int8_bad_input(tmp_path, capsys):
+    out = tmp_path / "q.onnx"
+    fails_cleanly(["export", "fast", "-o", out, "--int8", tmp_path / "nofolder"], capsys, out,
+                  match="not a folder of photos")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fails_cleanly(["export", "fast", "-o", out, "--int8", empty], capsys, out, match="no pictures in this folder")
+    fails_cleanly(["export", "fast", "-o", tmp_path / "q.png", "--int8", _calibration_photos(tmp_path)], capsys,
+                  tmp_path / "q.png", match="must be an .onnx file")
+    # an ONNX picture filter that is not a fastdream filter: nothing says which layers to keep in float
+    import torch.nn as nn
+
+    foreign = tmp_path / "foreign.onnx"
+    torch.onnx.export(nn.Conv2d(3, 3, 3, padding=1), (torch.rand(1, 3, 32, 32),), str(foreign), dynamo=False,
+                      input_names=["image"], output_names=["dream"],
+                      dynamic_axes={"image": {2: "h", 3: "w"}, "dream": {2: "h", 3: "w"}})
+    fails_cleanly(["export", foreign, "-o", out, "--int8", tmp_path / "calib"], capsys, out,
+                  match="not a fastdream filter")
+
+
+def test_default_filter_runs_in_8_bits_on_the_cpu():
+    from fastdream.distill.runtime import DEFAULT_FILTER_INT8, FilterRunner
+    from fastdream.imageio import load_image
+
+    assert DEFAULT_FILTER_INT8.exists() and DEFAULT_FILTER_INT8.stat().st_size <= 5 * 1024 * 1024
+    auto, flt = FilterRunner(device="cpu"), FilterRunner("default", device="cpu")
+    assert auto.path.name == "default-int8.onnx" and flt.path.name == "default.onnx"
+    assert "fastdream.precision" in auto.metadata and "fastdream.precision" not in flt.metadata
+    assert auto.teacher == flt.teacher and auto.pad_multiple == flt.pad_multiple
+    x = load_image(PHOTO)[0].numpy()
+    a, b = flt.run_numpy(x), auto.run_numpy(x)
+    assert 10 * np.log10(1.0 / float(np.mean((a - b) ** 2))) > 22.0
