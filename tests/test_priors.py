@@ -140,6 +140,34 @@ def test_sample_views_geometry():
     assert ((win[:, 2] - win[:, 0] >= 30 / 1.25 - 1e-3) & (win[:, 2] - win[:, 0] <= 30 / 0.8 + 1e-3)).all()
 
 
+
+def test_sample_views_rotation_turns_in_picture_pixels():
+    # pixels that encode their own coordinates on a wide picture: a turned view keeps the distances of
+    # the unturned one in picture pixels (the box's aspect holds), and turns by at most the angle
+    H, W = 60, 120
+    yy, xx = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    pic = torch.stack([xx / W, yy / H, torch.zeros_like(xx)])[None].double()
+    box = (0.35, 0.3, 0.65, 0.7)
+    g = torch.Generator().manual_seed(3)
+    v, _ = sample_views(pic, box, (24, 24), n=6, generator=g, rotate=30.0)
+    flat, _ = sample_views(pic, box, (24, 24))
+    cx, cy = 0.5 * W, 0.5 * H
+    dx, dy = v[:, 0] * W - cx, v[:, 1] * H - cy             # offsets from the box's centre, picture pixels
+    fx, fy = flat[0, 0] * W - cx, flat[0, 1] * H - cy
+    torch.testing.assert_close(dx ** 2 + dy ** 2, (fx ** 2 + fy ** 2).expand_as(dx), rtol=1e-5, atol=1e-4)
+    ang = torch.atan2(fx * dy - fy * dx, fx * dx + fy * dy)  # the turn of each pixel, per view
+    inner = (fx ** 2 + fy ** 2) > 4
+    per_view = torch.stack([a[inner].mean() for a in ang])
+    assert (per_view.abs() <= torch.deg2rad(torch.tensor(30.0, dtype=per_view.dtype)) + 1e-6).all()
+    assert per_view.abs().max() > 0.1                       # some view did turn
+    assert float((ang[:, inner] - per_view[:, None]).abs().max()) < 1e-4   # one rigid turn per view
+    # rotate=0 draws the same moves, scales and mirrors as before the option existed
+    a, _ = sample_views(pic, box, (24, 24), 3, torch.Generator().manual_seed(1), 0.1, (0.8, 1.2), True)
+    b, _ = sample_views(pic, box, (24, 24), 3, torch.Generator().manual_seed(1), 0.1, (0.8, 1.2), True, 0.0)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(FastdreamError, match="rotate"):
+        BoxView(ClassLogit(1), box=box, rotate=90)
+
 def _photo(h, w):
     from fastdream.imageio import load_image
 

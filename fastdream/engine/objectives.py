@@ -551,7 +551,8 @@ class BoxView(Objective):
     whole_picture = True  # needs the whole picture, not one tile
 
     def __init__(self, inner: Objective, box=None, mask=None, *, size: int = 224, jitter: float = 0.06,
-                 scale: tuple[float, float] = (0.9, 1.1), flip: bool = True, views: int = 1):
+                 scale: tuple[float, float] = (0.9, 1.1), flip: bool = True, views: int = 1,
+                 rotate: float = 0.0):
         if (mask is None) == (box is None):
             raise FastdreamError("BoxView takes a mask or a box, not both or neither")
         self.mask = None
@@ -568,8 +569,11 @@ class BoxView(Objective):
         box = as_box(box)
         if not 16 <= int(size) <= 4096 or int(views) < 1:
             raise FastdreamError(f"BoxView needs size 16..4096 and views >= 1, got {size}, {views}")
+        if not 0.0 <= float(rotate) <= 45.0:
+            raise FastdreamError(f"BoxView's rotate is a largest angle in degrees, 0..45, got {rotate}")
         self.inner, self.box = inner, box
         self.size, self.jitter, self.scale, self.flip, self.views = int(size), float(jitter), tuple(scale), flip, int(views)
+        self.rotate = float(rotate)
         self._cache: dict = {}
 
     def taps(self):
@@ -603,7 +607,7 @@ class BoxView(Objective):
         H, W = picture.shape[-2:]
         n = self.views if generator is not None else 1
         views, _ = sample_views(picture, self.box, self.view_size(H, W), n, generator, self.jitter, self.scale,
-                                self.flip)
+                                self.flip, self.rotate)
         return views
 
     def __call__(self, acts, ctx):
@@ -626,10 +630,12 @@ class BoxView(Objective):
 
 def sample_views(picture: torch.Tensor, box, out_hw: tuple[int, int], n: int = 1,
                  generator: torch.Generator | None = None, jitter: float = 0.0,
-                 scale: tuple[float, float] = (1.0, 1.0), flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                 scale: tuple[float, float] = (1.0, 1.0), flip: bool = False,
+                 rotate: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Views of one region of ``picture`` ``[B, 3, H, W]``: the box ``(x0, y0, x1, y1)`` (fractions),
     moved by up to ``jitter`` of its size, its size divided by a factor drawn from ``scale`` (> 1
-    zooms in), mirrored at random when ``flip``, resampled to ``out_hw`` (bilinear, the picture shrunk
+    zooms in), mirrored at random when ``flip``, turned by a random angle of up to ``rotate`` degrees
+    either way (about the view's centre, in picture pixels so that the box's aspect holds), resampled to ``out_hw`` (bilinear, the picture shrunk
     with antialiasing first where the view is much smaller than the box; borders reflected).
 
     Returns the views ``[n * B, 3, oh, ow]`` (view i of picture b at ``i * B + b``) and the window each
@@ -646,19 +652,27 @@ def sample_views(picture: torch.Tensor, box, out_hw: tuple[int, int], n: int = 1
         ty = (2 * r[:, 1] - 1) * jitter * 2 * hy
         tx = (2 * r[:, 2] - 1) * jitter * 2 * hx
         fl = torch.where((r[:, 3] < 0.5) & flip, -1.0, 1.0).to(torch.float64)
+        # drawn after the others, so that rotate=0 leaves the other draws as they were
+        a = ((2 * torch.rand(n, generator=generator, dtype=torch.float64) - 1) * math.radians(rotate)
+             if rotate else torch.zeros(n, dtype=torch.float64))
     else:
         s = torch.ones(n, dtype=torch.float64)
         ty = tx = torch.zeros(n, dtype=torch.float64)
         fl = torch.ones(n, dtype=torch.float64)
+        a = torch.zeros(n, dtype=torch.float64)
     shrink = min(1.0, 1.5 * oh / (hy * H), 1.5 * ow / (hx * W))
     src = picture
     if shrink < 0.999:
         src = F.interpolate(picture, size=(max(2, round(H * shrink)), max(2, round(W * shrink))),
                             mode="bilinear", antialias=True, align_corners=False)
     theta = torch.zeros(n, 2, 3, dtype=torch.float64)
-    theta[:, 0, 0] = hx / s * fl   # the view's [-1, 1] spans the box's half size hx (normalized)
+    # the view's [-1, 1] spans the box's half sizes hx, hy (normalized), turned by a in picture pixels
+    ca, sa = torch.cos(a), torch.sin(a)
+    theta[:, 0, 0] = ca * hx / s * fl
+    theta[:, 0, 1] = -sa * hy / s * (H / W)
     theta[:, 0, 2] = cx + tx
-    theta[:, 1, 1] = hy / s
+    theta[:, 1, 0] = sa * hx / s * fl * (W / H)
+    theta[:, 1, 1] = ca * hy / s
     theta[:, 1, 2] = cy + ty
     grid = F.affine_grid(theta.to(src.device, src.dtype), [n, 3, oh, ow], align_corners=False)  # [n, oh, ow, 2]
     views = F.grid_sample(src.repeat(n, 1, 1, 1), grid.repeat_interleave(B, 0), mode="bilinear",
