@@ -299,6 +299,13 @@ def test_export_int8_bad_input(tmp_path, capsys):
                       dynamic_axes={"image": {2: "h", 3: "w"}, "dream": {2: "h", 3: "w"}})
     fails_cleanly(["export", foreign, "-o", out, "--int8", tmp_path / "calib"], capsys, out,
                   match="not a fastdream filter")
+    # the Python entry point refuses the same way
+    from fastdream.distill import api
+    from fastdream.errors import InputError
+
+    with pytest.raises(InputError, match="no pictures in this folder"):
+        api.quantize("fast", out, empty)
+    assert not out.exists()
 
 
 def test_default_filter_runs_in_8_bits_on_the_cpu():

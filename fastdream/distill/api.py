@@ -68,6 +68,14 @@ def export(checkpoint, output, **kwargs) -> dict:
     return export_onnx(checkpoint, output, **kwargs)
 
 
+def quantize(model, output, photos, **kwargs) -> dict:
+    """A float ONNX filter (a path or a shipped name) in 8 bits, calibrated on ``photos`` (a folder);
+    ``size=(W, H)``, ``count``: see :func:`fastdream.distill.quantize.quantize_filter`."""
+    from fastdream.distill.quantize import quantize_filter
+
+    return quantize_filter(model, output, photos, **kwargs)
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_runner(model, device, threads):
     return FilterRunner(model, device=device, threads=threads)

@@ -3,8 +3,8 @@
 >>> from fastdream.distill.runtime import FilterRunner
 >>> run = FilterRunner()                       # the filter shipped with fastdream, CUDA if available
 >>> y = run(torch.rand(1, 3, 480, 640))        # [1, 3, H, W] in [0, 1] -> same shape
->>> run.provider, run.last_ms
-('CPUExecutionProvider', 21.3)
+>>> run.provider, run.path.name, run.last_ms   # on the CPU its 8-bit form
+('CPUExecutionProvider', 'default-int8.onnx', 36.7)
 
 ``FilterRunner`` is also the frame processor of ``fastdream video --filter``: one call per frame,
 ``[1, 3, H, W]`` float32 in, the same out, on the CPU (tensors on another device are moved back).
