@@ -393,16 +393,22 @@ def test_video_filter_by_name_and_by_default(pan, tmp_path, capsys):
 
     src = frames(pan)[:2]
     outs = {}
-    for how in (["--filter"], ["--filter", "default"], ["--filter", str(DEFAULT_FILTER)]):
+    for how in (["--filter"], ["--filter", "default"], ["--filter", str(DEFAULT_FILTER)], ["--filter", "default-int8"]):
         out, rep = tmp_path / f"f{len(outs)}.mp4", tmp_path / "r.json"
         rc = main(["video", str(pan), "-o", str(out), "--frames", "2", "--report", str(rep), "--no-flow", *how])
         assert rc == 0, capsys.readouterr().err
         got = frames(out)
         assert len(got) == 2 and np.abs(got[0] - src[0]).mean() > 3.0  # the filter changed the frames
-        assert json.loads(rep.read_text())["processor"].startswith("filter:")
+        processor = json.loads(rep.read_text())["processor"]
+        assert processor.startswith("filter:")
+        if how == ["--filter"]:  # no value: the shipped default as `fastdream filter` runs it on the CPU
+            assert processor.endswith("default-int8.onnx"), processor
         outs[" ".join(how)] = got
-    a, b = outs["--filter"], outs["--filter default"]
-    assert np.abs(a[1] - b[1]).max() == 0  # no value = the shipped default
+    a, b = outs["--filter"], outs["--filter default-int8"]
+    assert np.abs(a[1] - b[1]).max() == 0  # no value = the 8-bit default on the CPU
+    c, d = outs["--filter default"], outs[f"--filter {DEFAULT_FILTER}"]
+    assert np.abs(c[1] - d[1]).max() == 0  # the name and the path of the float file
+    assert 0 < np.abs(a[1] - c[1]).mean() < np.abs(c[1] - src[1]).mean()  # 8 bits: close to the float, not equal
     rc = main(["video", str(pan), "-o", str(tmp_path / "x.mp4"), "--frames", "2", "--filter", "nope"])
     one_line_error(rc, capsys.readouterr().err, "no such file, and no such filter is shipped (shipped filters: default")
     assert not (tmp_path / "x.mp4").exists()

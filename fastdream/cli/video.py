@@ -40,9 +40,10 @@ def add_parser(sub):
     c.add_argument("--no-flow", action="store_true", help="dream each frame on its own (no coherence)")
     c.add_argument("--flow-preset", choices=["ultrafast", "fast", "medium"], default=None,
                    help="DIS optical flow preset (default medium; fast with --live)")
-    c.add_argument("--filter", nargs="?", const="default", metavar="MODEL.onnx|NAME",
+    c.add_argument("--filter", nargs="?", const=True, metavar="MODEL.onnx|NAME",
                    help="run a distilled ONNX dream filter instead of the dreamer: a file, or the name of a "
-                        "shipped filter (without a value: the shipped 'default' filter)")
+                        "shipped filter (without a value: the shipped default filter, in 8 bits on the CPU "
+                        "as `fastdream filter` runs it)")
     lv = p.add_argument_group("live dreaming")
     lv.add_argument("--live", action="store_true",
                     help="live dreaming: the dream a frame has grown is carried onto the next frame along the "
@@ -119,7 +120,7 @@ def make_live(args, size, device):
 
 def make_processor(args, size, device):
     """The frame processor for these flags and the parameters that define it."""
-    from fastdream.video.coherence import DreamProcessor, filter_processor
+    from fastdream.video.coherence import DreamProcessor, as_processor, filter_processor
 
     if args.filter:
         try:
@@ -127,6 +128,11 @@ def make_processor(args, size, device):
         except ImportError:  # the same one line as filter_processor's, not a traceback
             raise InputError("--filter: filters need fastdream.distill (the ONNX filter runtime), "
                              "which this installation does not have") from None
+        if args.filter is True:  # no name: the shipped default as `fastdream filter` picks it for the device
+            from fastdream.distill.runtime import load_filter
+
+            runner = load_filter(None, device=str(device))
+            return as_processor(runner, name=f"filter:{runner.path}"), {"filter": str(runner.path)}
         path = resolve_filter(args.filter)
         if not path.is_file():
             raise InputError(f"--filter {args.filter}: is a folder, not an ONNX filter")
