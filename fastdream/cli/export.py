@@ -17,8 +17,8 @@ def add_parser(sub):
                                    "(max abs error <= 1e-4). With --int8 PHOTOS the filter (a checkpoint, a float .onnx "
                                    "filter or a shipped filter's name) is quantized to 8-bit integers for the CPU, its "
                                    "activation ranges calibrated on photos at the size of use; the decoder's last "
-                                   "stages stay in float, and the result must stay within 25 dB PSNR of the float filter "
-                                   "on the calibration photos.")
+                                   "stages stay in float, and the result is kept only if its pictures reach a mean PSNR "
+                                   "of at least 25 dB to the float filter's on the calibration photos.")
     p.add_argument("checkpoint", help="checkpoint from `fastdream distill train` (with --int8 also a float .onnx "
                                       "filter or a shipped filter's name)")
     p.add_argument("-o", "--output", required=True, help="the .onnx file")
