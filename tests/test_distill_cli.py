@@ -65,6 +65,8 @@ def test_filter_default_model_dreams_and_keeps_size(tmp_path, capsys):
     r = json.loads(rep.read_text())
     assert r["provider"] == "CPUExecutionProvider" and r["ms_per_frame"] > 0 and r["params"] > 1000
     assert {"seconds", "peak_rss_mb"} <= set(r) and len(r["ms_per_frame_all"]) == 2
+    # no --model on the CPU: the shipped default in 8 bits, and the report says so
+    assert pathlib.Path(r["model"]).name == "default-int8.onnx" and r["precision"] == "int8"
 
 
 def test_filter_strength_zero_returns_the_input(tmp_path, capsys):
@@ -315,7 +317,7 @@ def test_default_filter_runs_in_8_bits_on_the_cpu():
     assert DEFAULT_FILTER_INT8.exists() and DEFAULT_FILTER_INT8.stat().st_size <= 5 * 1024 * 1024
     auto, flt = FilterRunner(device="cpu"), FilterRunner("default", device="cpu")
     assert auto.path.name == "default-int8.onnx" and flt.path.name == "default.onnx"
-    assert "fastdream.precision" in auto.metadata and "fastdream.precision" not in flt.metadata
+    assert (auto.precision, flt.precision) == ("int8", "float32")
     assert auto.teacher == flt.teacher and auto.pad_multiple == flt.pad_multiple
     x = load_image(PHOTO)[0].numpy()
     a, b = flt.run_numpy(x), auto.run_numpy(x)

@@ -16,7 +16,8 @@ def add_parser(sub):
                                    "are filtered in overlapping tiles. Videos and streams: `fastdream video --filter`.")
     p.add_argument("input", help="a picture, or a folder of pictures")
     p.add_argument("-o", "--output", required=True, help="output picture (.png .jpg .webp .tif .bmp) or folder")
-    p.add_argument("--model", help="filter .onnx, or the name of a shipped filter (default: the shipped 'default')")
+    p.add_argument("--model", help="filter .onnx, or the name of a shipped filter (default: the shipped default, in "
+                                   "8 bits ('default-int8') when ONNX Runtime runs on the CPU, else 'default')")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (CUDA needs onnxruntime-gpu and a GPU)")
     p.add_argument("--strength", type=number(float, 0, 100), default=1.0,
                    help="mix with the original (after all --repeat passes): 0 = the input, 1 = the filter (default), "
@@ -91,7 +92,8 @@ def run(args) -> int:
         write_report(args.report, {
             "inputs": [str(j[0]) for j in jobs], "outputs": [str(j[1]) for j in jobs],
             "sizes": [[int(r[4][-1]), int(r[4][-2])] for r in results],
-            "model": str(runner.path), "fastdream_filter": runner.is_fastdream, "provider": runner.provider,
+            "model": str(runner.path), "precision": runner.precision, "fastdream_filter": runner.is_fastdream,
+            "provider": runner.provider,
             "fallback": runner.fallback, "ms_per_frame": round(float(np.median(times)), 3) if times else None,
             "ms_per_frame_all": [round(t, 3) for t in times], "seconds": round(time.perf_counter() - t0, 3),
             "peak_rss_mb": round(peak_rss_mb(), 1), "params": runner.params, "strength": args.strength,

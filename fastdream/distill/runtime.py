@@ -158,6 +158,12 @@ class FilterRunner:
         self.fixed_size = tuple(v if isinstance(v, int) else None for v in i.shape[2:])
 
     @property
+    def precision(self) -> str:
+        """``int8`` for a filter quantized by ``fastdream export --int8`` (``fastdream.precision`` in its
+        metadata), else ``float32``."""
+        return "int8" if "fastdream.precision" in self.metadata else "float32"
+
+    @property
     def teacher(self) -> dict:
         try:
             return json.loads(self.metadata.get("fastdream.teacher", "{}"))
