@@ -322,3 +322,18 @@ def test_default_filter_runs_in_8_bits_on_the_cpu():
     x = load_image(PHOTO)[0].numpy()
     a, b = flt.run_numpy(x), auto.run_numpy(x)
     assert 10 * np.log10(1.0 / float(np.mean((a - b) ** 2))) > 22.0
+
+
+def test_default_filter_falls_back_to_8_bits_when_cuda_cannot_start(monkeypatch):
+    # an onnxruntime that lists the CUDA provider but cannot start it (no GPU): the session runs on the
+    # CPU, so the default filter is its 8-bit form there too, and the fallback is said
+    import onnxruntime as ort
+
+    from fastdream.distill.runtime import FilterRunner
+
+    real = ort.get_available_providers()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", *real])
+    r = FilterRunner(device="cuda")
+    assert r.provider == "CPUExecutionProvider" and r.path.name == "default-int8.onnx" and r.precision == "int8"
+    assert r.fallback and "could not start" in r.fallback
+    assert FilterRunner("default", device="cuda").path.name == "default.onnx"  # a named filter stays as named

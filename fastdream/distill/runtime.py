@@ -23,7 +23,7 @@ from fastdream.errors import FastdreamError, InputError
 
 DEFAULT_FILTER = pathlib.Path(__file__).resolve().parents[1] / "filters" / "default.onnx"
 # the same filter quantized to 8 bits (fastdream.distill.quantize): what runs when no filter is named and
-# ONNX Runtime runs on the CPU (the same fidelity, about 0.76x the time; docs/distill.md)
+# ONNX Runtime runs on the CPU (the same fidelity, 0.65-0.80x the time; docs/distill.md)
 DEFAULT_FILTER_INT8 = DEFAULT_FILTER.with_name("default-int8.onnx")
 FILTER_FORMAT = "fastdream-filter-v1"
 # Pictures above this many pixels are filtered tile by tile (the 16-channel half-resolution features
@@ -124,6 +124,10 @@ class FilterRunner:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InputError(f"{self.path}: not an ONNX model ONNX Runtime can load ({first[:200]})") from None
         self.provider = self.session.get_providers()[0]
+        if default and self.provider == "CPUExecutionProvider" and self.path != DEFAULT_FILTER_INT8 \
+                and DEFAULT_FILTER_INT8.exists():  # CUDA was asked for and could not start
+            self.path = DEFAULT_FILTER_INT8
+            self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
         self.fallback = None
         if d.startswith("cuda") and self.provider != "CUDAExecutionProvider":
             why = ("onnxruntime-gpu is not installed (this onnxruntime has no CUDA provider)"
