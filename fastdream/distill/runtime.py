@@ -23,7 +23,7 @@ from fastdream.errors import FastdreamError, InputError
 
 DEFAULT_FILTER = pathlib.Path(__file__).resolve().parents[1] / "filters" / "default.onnx"
 # the same filter quantized to 8 bits (fastdream.distill.quantize): what runs when no filter is named and
-# ONNX Runtime runs on the CPU (the same fidelity, 0.65-0.80x the time; docs/distill.md)
+# ONNX Runtime runs on the CPU (the same fidelity, 0.61-0.80x the time; docs/distill.md)
 DEFAULT_FILTER_INT8 = DEFAULT_FILTER.with_name("default-int8.onnx")
 FILTER_FORMAT = "fastdream-filter-v1"
 # Pictures above this many pixels are filtered tile by tile (the 16-channel half-resolution features
