@@ -57,10 +57,10 @@ else
 fi
 
 # 4. ONNX, checked against torch with ONNX Runtime; the default also in 8 bits for the CPU, calibrated on
-#    training photos (fastdream.distill.quantize; held-out photos stay out)
+#    training photos (fastdream.distill.quantize; held-out photos stay out); fast too
 fastdream export "$ckpt" -o "fastdream/filters/$name.onnx"
-if [ "$name" = default ]; then
-  fastdream export default -o fastdream/filters/default-int8.onnx --int8 build/photos/train
+if [ "$name" = default ] || [ "$name" = fast ]; then
+  fastdream export "$name" -o "fastdream/filters/$name-int8.onnx" --int8 build/photos/train
 fi
 
 # 5. fidelity on the held-out photos at 640x480, speed against the baselines, temporal stability

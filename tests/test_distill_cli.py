@@ -318,6 +318,9 @@ def test_default_filter_runs_in_8_bits_on_the_cpu():
     auto, flt = FilterRunner(device="cpu"), FilterRunner("default", device="cpu")
     assert auto.path.name == "default-int8.onnx" and flt.path.name == "default.onnx"
     assert (auto.precision, flt.precision) == ("int8", "float32")
+    fast8 = FilterRunner("fast-int8", device="cpu")  # the fast filter's 8-bit form, by name
+    assert fast8.precision == "int8" and fast8.teacher == FilterRunner("fast", device="cpu").teacher
+    assert fast8.path.stat().st_size <= 5 * 1024 * 1024
     assert auto.teacher == flt.teacher and auto.pad_multiple == flt.pad_multiple
     x = load_image(PHOTO)[0].numpy()
     a, b = flt.run_numpy(x), auto.run_numpy(x)
