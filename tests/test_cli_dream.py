@@ -150,6 +150,28 @@ def test_layers_and_help():
     assert r.returncode == 0 and "classic" in r.stdout and "--sigma" in r.stdout
 
 
+def test_sigint_while_torch_loads_is_one_line(tmp_path, small):
+    # Ctrl-C while the command's libraries are still loading: an interrupt inside `import torch` used to leave
+    # half-imported modules (numpy.linalg recursing without end: exit 1 with a traceback) or end the process by
+    # the signal (-2); main() holds Ctrl-C back until the imports are done
+    import signal
+    import time
+
+    for delay in (0.0, 0.15, 0.3, 0.45, 0.6):
+        out = tmp_path / f"never{delay}.png"
+        p = subprocess.Popen([sys.executable, "-m", "fastdream.cli.main", "dream", str(small), "-o", str(out),
+                              "--steps", "200"], stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_default)
+        deadline = time.time() + 120
+        while time.time() < deadline and "libtorch" not in open(f"/proc/{p.pid}/maps").read():
+            time.sleep(0.01)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 130, (delay, p.returncode, err[-2000:])
+        assert err.strip().splitlines()[-1] == "fastdream dream: interrupted; no output was written", (delay, err)
+        assert "Traceback" not in err and not out.exists()
+
+
 def test_sigint_leaves_no_output(tmp_path, small):
     import signal
     import time

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import importlib
 import os
+import signal
 import sys
 
 # Subcommand name -> module in fastdream.cli (imported only when needed, so `fastdream --help` is fast).
@@ -98,6 +100,22 @@ def _leaves(parser):
             yield from _leaves(p)
 
 
+@contextlib.contextmanager
+def _ctrl_c_held():
+    """Ctrl-C held back while the commands' libraries load (torch, numpy, OpenCV...): an interrupt in the middle
+    of ``import torch`` leaves half-imported modules behind (numpy.linalg then recurses without end, or the
+    process ends by the signal after saying it was interrupted). Held back, it arrives as soon as the
+    imports are done, as the KeyboardInterrupt that main() turns into one line and exit code 130."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def main(argv=None) -> int:
     from fastdream.errors import FastdreamError
     from fastdream.process import configure_process
@@ -106,9 +124,10 @@ def main(argv=None) -> int:
 
     command = ""
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        command = args.command
+        with _ctrl_c_held():  # a Ctrl-C held back is raised as the block ends, with the command known
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            command = args.command
         from fastdream.cli.common import set_progress_mode
 
         set_progress_mode(getattr(args, "progress", None))
@@ -117,7 +136,7 @@ def main(argv=None) -> int:
         print(f"fastdream {command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"fastdream {command}: interrupted; no output was written", file=sys.stderr)
+        print(f"fastdream{' ' + command if command else ''}: interrupted; no output was written", file=sys.stderr)
         return 130
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
