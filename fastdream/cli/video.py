@@ -120,7 +120,7 @@ def make_live(args, size, device):
 
 def make_processor(args, size, device):
     """The frame processor for these flags and the parameters that define it."""
-    from fastdream.video.coherence import DreamProcessor, as_processor, filter_processor
+    from fastdream.video.coherence import DreamProcessor, filter_processor
 
     if args.filter:
         try:
@@ -128,16 +128,11 @@ def make_processor(args, size, device):
         except ImportError:  # the same one line as filter_processor's, not a traceback
             raise InputError("--filter: filters need fastdream.distill (the ONNX filter runtime), "
                              "which this installation does not have") from None
-        if args.filter is True:  # no name: the shipped default as `fastdream filter` picks it for the device
-            from fastdream.distill.runtime import load_filter
-
-            runner = load_filter(None, device=str(device))
-            return as_processor(runner, name=f"filter:{runner.path}"), {"filter": str(runner.path)}
-        path = resolve_filter(args.filter)
-        if not path.is_file():
+        path = None if args.filter is True else resolve_filter(args.filter)  # True: --filter without a name
+        if path is not None and not path.is_file():
             raise InputError(f"--filter {args.filter}: is a folder, not an ONNX filter")
         proc = filter_processor(path, device)
-        return proc, {"filter": str(path)}
+        return proc, {"filter": str(proc.fn.path)}  # the file that runs (the runner inside the processor)
     backbone, objective, cfg, params = dream_setup(args, size, device)
     return DreamProcessor(backbone, objective, cfg, max_size=args.max_size), params
 

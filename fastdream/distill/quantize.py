@@ -50,11 +50,9 @@ def float_tail(model) -> list[str]:
                          "filter of a known architecture, so 8-bit quantization does not know which layers "
                          "to keep in float")
     tainted = {o for n in start for o in n.output}
-    keep = [n.name for n in start]
+    keep = []
     for n in model.graph.node:  # nodes are in topological order
-        if n.name in keep:
-            continue
-        if any(i in tainted for i in n.input):
+        if n.name.startswith(FLOAT_FROM) or any(i in tainted for i in n.input):
             tainted.update(n.output)
             keep.append(n.name)
     return keep
@@ -91,6 +89,7 @@ def quantize_filter(model, output, photos, *, size=(640, 480), count: int = 24) 
 
     from fastdream.distill.runtime import FilterRunner
     from fastdream.imageio import atomic_write
+    from fastdream.metrics import psnr
 
     out = pathlib.Path(output)
     if out.suffix.lower() != ".onnx":
@@ -157,19 +156,14 @@ def quantize_filter(model, output, photos, *, size=(640, 480), count: int = 24) 
             q.doc_string = m.doc_string + " Quantized to 8 bits (fastdream.precision)."
             onnx.save(q, path)
             qr = FilterRunner(path, device="cpu")
-            psnr = []
-            for x in pictures:
-                a, b = runner._run(x), qr._run(x)
-                psnr.append(10 * np.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12)))
-            report["psnr_to_float_db"] = float(np.mean(psnr))
-            report["psnr_to_float_db_worst"] = float(np.min(psnr))
+            db = [psnr(torch.from_numpy(qr.run_numpy(x)), torch.from_numpy(runner.run_numpy(x))) for x in pictures]
+            report["psnr_to_float_db"] = float(np.mean(db))
+            report["psnr_to_float_db_worst"] = float(np.min(db))
             if not report["psnr_to_float_db"] >= MIN_PSNR_DB:
                 raise FastdreamError(f"8-bit quantization lost too much: {report['psnr_to_float_db']:.1f} dB from "
                                      f"the float filter on the calibration photos (at least {MIN_PSNR_DB} needed)")
-            # any size still works (the runtime pads to the filter's multiple)
-            small = torch.rand(1, 3, 53, 75, generator=torch.Generator().manual_seed(1)).numpy()
-            if qr._run(small).shape != small.shape:  # pragma: no cover - _run raises first
-                raise FastdreamError("the quantized filter changed the picture's shape")
+            # any size still works (the runtime pads to the filter's multiple; it raises if the shape changes)
+            qr.run_numpy(torch.rand(1, 3, 53, 75, generator=torch.Generator().manual_seed(1)).numpy())
 
         atomic_write(out, write)
     report.update({"output": str(out), "bytes": out.stat().st_size, "source": str(runner.path),

@@ -87,10 +87,12 @@ class DreamProcessor:
 
 
 def filter_processor(path, device) -> FrameProcessor:
-    """A distilled ONNX dream filter as a frame processor (``fastdream.distill.runtime.load_filter``)."""
+    """A distilled ONNX dream filter as a frame processor (``fastdream.distill.runtime.load_filter``); ``path``
+    None: the shipped default as the runtime picks it for the device (8 bits on the CPU)."""
     from fastdream.distill.runtime import load_filter
 
-    return as_processor(load_filter(str(path), device=str(device)), name=f"filter:{path}")
+    runner = load_filter(None if path is None else str(path), device=str(device))
+    return as_processor(runner, name=f"filter:{runner.path}")
 
 
 # -- frames between numpy (decode/encode side) and tensors (processor side) --------------------------------
