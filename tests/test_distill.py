@@ -278,6 +278,25 @@ def test_train_resume_continues_identically(pairs, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+
+def test_train_init_fine_tunes_a_shipped_filter(pairs, tmp_path):
+    """--init: the layout and weights of an exported filter (here the shipped `fast`) are where training starts."""
+    pytest.importorskip("onnxruntime")
+    from fastdream.distill.export import generator_from_onnx
+
+    out = tmp_path / "ft.pt"
+    res = train(pairs, out, TrainConfig(**{**TINY, "steps": 1, "lr": 1e-12, "init": "fast"}))
+    ck = read_checkpoint(out)
+    assert (ck["generator"]["version"], ck["generator"]["width"], ck["generator"]["deep"]) == (3, 16, 128)
+    assert ck["train_config"]["init"] == "fast" and res["steps"] == 1
+    want = generator_from_onnx("fast")[0].state_dict()
+    got = ck["model"]
+    assert got.keys() == want.keys()
+    assert max(float((got[k].float() - want[k].float()).abs().max()) for k in got) < 1e-6
+    with pytest.raises(InputError, match="8-bit filter"):
+        train(pairs, tmp_path / "q.pt", TrainConfig(**{**TINY, "steps": 1, "init": "fast-int8"}))
+    assert not (tmp_path / "q.pt").exists()
+
 def test_train_with_feature_and_temporal_loss(pairs, tmp_path):
     res = train(pairs, tmp_path / "f.pt", TrainConfig(**{**TINY, "steps": 1, "crop": 16, "feature_weight": 0.1,
                                                          "feature_layers": ["block2"], "feature_norm": "unit",
@@ -526,8 +545,10 @@ def test_export_v3_folds_the_same_padding_and_runs_at_any_size_through_the_runti
     meta = {p.key: p.value for p in m.metadata_props}
     assert meta["fastdream.pad_multiple"] == ("32" if coarse else "16")
     assert json.loads(meta["fastdream.arch"])["name"] == "fastdream-dreamnet-v3"
-    # the backbone's asymmetric "SAME" pads went into the convolutions (no Pad copies the input)
-    assert not [n for n in m.graph.node if n.op_type == "Pad"]
+    # the backbone's asymmetric "SAME" pads went into the convolutions (no Pad copies the input); the only
+    # Pads left are the half-size output stage's edge padding of its 8-channel map and of its border rows
+    assert all(n.name.startswith("/tail/") for n in m.graph.node if n.op_type == "Pad")
+    assert "DepthToSpace" in [n.op_type for n in m.graph.node]
     runner = load_filter(tmp_path / "g.onnx", device="cpu")
     g.eval()
     for (n, h, w) in [(1, 41, 67), (2, 80, 48), (1, 5, 3)]:
@@ -539,6 +560,79 @@ def test_export_v3_folds_the_same_padding_and_runs_at_any_size_through_the_runti
         assert float((got - want).abs().max()) <= 1e-4
         assert float((want - x).abs().max()) > 1e-2
 
+
+
+@pytest.mark.parametrize("padding,coarse", [("zeros", False), ("zeros", True), ("replicate", False)])
+def test_half_size_output_stage_is_the_full_size_one(gen, padding, coarse):
+    """The exported output stage (pixel-shuffled half-size convolutions, the border put back) against the
+    trained one (resize to full size, 3x3 convolution beside the picture), border pixels included."""
+    from fastdream.distill.generator import HalfSizeOutput
+
+    g = build_generator(GeneratorConfig(width=4, blocks=1, deep=8, mid_blocks=1, version=3, coarse=coarse,
+                                        padding=padding)).eval()
+    with torch.no_grad():
+        for n, p in g.named_parameters():
+            if not n.startswith("encoder."):
+                p.normal_(0, 0.3, generator=gen)
+    for (n, h, w) in [(2, 64, 96), (1, 37, 50), (1, 32, 32)]:
+        x = torch.rand(n, 3, h, w, generator=gen)
+        with torch.no_grad():
+            want = g(x)
+            got = g.half_size_output()(x)
+        assert isinstance(g.tail, HalfSizeOutput)
+        g.tail = None
+        assert float((want - x).abs().mean()) > 0.05          # the stage really changes the picture
+        err = (got - want).abs()
+        assert float(err.max()) < 1e-5, (n, h, w)
+        assert float(err[..., 0, :].max()) < 1e-5 and float(err[..., :, -1].max()) < 1e-5  # the border too
+    g.half_size_output()
+    g.train()
+    assert g.tail is None  # built from the weights of the moment: training drops it
+
+
+def test_shipped_float_filter_is_re_exported_with_the_same_pictures(tmp_path, gen, capsys):
+    """`fastdream export fast -o F.onnx`: the shipped filter rebuilt from its weights and exported again,
+    metadata kept, the same outputs; refusals for files that cannot be rebuilt."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+    from onnx import numpy_helper
+
+    from fastdream.cli.main import main
+    from fastdream.distill.runtime import FilterRunner
+
+    out = tmp_path / "fast.onnx"
+    assert main(["export", "fast", "-o", str(out)]) == 0
+    old, new = FilterRunner("fast", device="cpu"), FilterRunner(out, device="cpu")
+    for k in ("fastdream.arch", "fastdream.teacher", "fastdream.training", "fastdream.pad_multiple"):
+        assert new.metadata[k] == old.metadata[k]
+    x = torch.rand(1, 3, 80, 112, generator=gen).numpy()
+    a, b = old.run_numpy(x), new.run_numpy(x)
+    assert float(np.abs(a - x).mean()) > 1e-3 and float(np.abs(a - b).max()) <= 1e-4
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert "DepthToSpace" in ops  # the half-size output stage
+    # a re-exported file re-exports too (the output convolution recovered from the half-size stage)
+    assert main(["export", str(out), "-o", str(tmp_path / "again.onnx")]) == 0
+    c = FilterRunner(tmp_path / "again.onnx", device="cpu").run_numpy(x)
+    assert float(np.abs(c - a).max()) <= 1e-4
+    # an 8-bit file, a foreign graph, and a v3 filter whose encoder is not the backbone's cannot be rebuilt
+    m = onnx.load(str(out))
+    enc = next(t for t in m.graph.initializer if t.name.startswith("onnx::") and len(t.dims) == 4)  # folded: no name
+    arr = numpy_helper.to_array(enc).copy() * 1.5
+    enc.CopyFrom(numpy_helper.from_array(arr, enc.name))
+    tampered = tmp_path / "tampered.onnx"
+    onnx.save(m, str(tampered))
+    rc = main(["export", str(tampered), "-o", str(tmp_path / "t2.onnx")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not reproduce it" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t2.onnx").exists()
+    rc = main(["export", "fast-int8", "-o", str(tmp_path / "t3.onnx")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "8-bit filter" in err and not (tmp_path / "t3.onnx").exists()
+    foreign = tmp_path / "foreign.onnx"
+    torch.onnx.export(torch.nn.Conv2d(3, 3, 3, padding=1), (torch.rand(1, 3, 32, 32),), str(foreign), dynamo=False)
+    rc = main(["export", str(foreign), "-o", str(tmp_path / "t4.onnx")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not a fastdream filter" in err and not (tmp_path / "t4.onnx").exists()
 
 def test_export_metadata(tmp_path, gen):
     pytest.importorskip("onnxruntime")

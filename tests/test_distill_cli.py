@@ -249,22 +249,27 @@ def _calibration_photos(tmp_path):
     return d
 
 
-def test_export_int8_quantizes_a_shipped_filter(tmp_path, capsys):
+def test_export_int8_quantizes_a_shipped_filter(tmp_path, capsys, monkeypatch):
     import onnx
 
     from fastdream.distill.runtime import FilterRunner
 
     out, rep = tmp_path / "fast8.onnx", tmp_path / "r.json"
-    rc, err = run(["export", "fast", "-o", out, "--int8", _calibration_photos(tmp_path),
-                   "--calibration-size", "128", "96", "--report", rep], capsys)
+    calib = _calibration_photos(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    rc, err = run(["export", "fast", "-o", out, "--int8", calib, "--calibration-size", "128", "96", "--report", rep],
+                  capsys)
     assert rc == 0, err
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["calib", "fast8.onnx", "r.json"]  # nothing else left
     report = json.loads(rep.read_text())
     assert report["calibration_photos"] == 2 and report["size"] == [128, 96]
     assert report["psnr_to_float_db"] >= 25.0
     m = onnx.load(str(out))
     ops = {n.name: n.op_type for n in m.graph.node}
     assert sum(t == "QLinearConv" for t in ops.values()) > 20      # the encoder and the deep decoder
-    assert ops["/out/Conv"] == "Conv" and ops["/dec1/pointwise/Conv"] == "Conv"  # the tail stays float
+    assert ops["/dec1/pointwise/Conv"] == "Conv"                    # the tail stays float: the decoder's last
+    tail = [n for n in ops if n.startswith("/tail/")]              # stages and the whole output stage
+    assert tail and all(not ops[n].startswith("QLinear") for n in tail) and set(tail) <= set(report["float_nodes"])
     assert "/dec1/pointwise/Conv" in report["float_nodes"]
     q, f = FilterRunner(out, device="cpu"), FilterRunner("fast", device="cpu")
     precision = json.loads(q.metadata["fastdream.precision"])

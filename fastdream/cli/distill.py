@@ -138,6 +138,10 @@ def add_parser(sub):
     t.add_argument("--until", type=number(int, 1, 10_000_000),
                    help="stop after this step (the learning rate still follows --steps): train in phases, "
                         "resuming with other loss weights")
+    t.add_argument("--init", metavar="FILTER",
+                   help="start from the weights of an exported float filter (an .onnx file or a shipped filter's "
+                        "name, e.g. default): fine-tune it on these pairs. Its layout (--arch, --width, --deep, "
+                        "--blocks, --mid-blocks, --coarse, --padding) is taken from the file; ignored with --resume")
     t.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="same seed, same training")
     t.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads per process (default: torch's choice)")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -252,7 +256,7 @@ def run_train(args) -> int:
                       feature_layers=[s for s in args.feature_layers.split(",") if s.strip()],
                       feature_norm=args.feature_norm,
                       temporal_weight=args.temporal_weight, val_every=args.val_every, eval_every=args.eval_every,
-                      save_every=args.save_every, seed=args.seed,
+                      save_every=args.save_every, seed=args.seed, init=args.init,
                       precision=resolve_precision(args, "cuda" if args.device == "cuda" else "cpu"))
     import os
 

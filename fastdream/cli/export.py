@@ -14,13 +14,14 @@ def add_parser(sub):
                                    "height and width; input 'image' float32 [N, 3, H, W] RGB in [0, 1], output 'dream' "
                                    "the same. The teacher and training summary go into the model's metadata. The file "
                                    "is checked by the ONNX checker and by ONNX Runtime on another size against torch "
-                                   "(max abs error <= 1e-4). With --int8 PHOTOS the filter (a checkpoint, a float .onnx "
+                                   "(max abs error <= 1e-4). A float .onnx filter (or a shipped filter's name) is re-exported with this "
+                                   "version's graph, its metadata kept. With --int8 PHOTOS the filter (a checkpoint, a float .onnx "
                                    "filter or a shipped filter's name) is quantized to 8-bit integers for the CPU, its "
                                    "activation ranges calibrated on photos at the size of use; the decoder's last "
                                    "stages stay in float, and the result is kept only if its pictures reach a mean PSNR "
                                    "of at least 25 dB to the float filter's on the calibration photos.")
-    p.add_argument("checkpoint", help="checkpoint from `fastdream distill train` (with --int8 also a float .onnx "
-                                      "filter or a shipped filter's name)")
+    p.add_argument("checkpoint", help="checkpoint from `fastdream distill train`, or a float .onnx filter or a "
+                                      "shipped filter's name")
     p.add_argument("-o", "--output", required=True, help="the .onnx file")
     p.add_argument("--example-size", type=number(int, 8, 4096), nargs=2, metavar=("H", "W"), default=[96, 128],
                    help="size of the tracing example (default 96 128)")

@@ -50,6 +50,7 @@ class TrainConfig:
     precision: str = "auto"     # the backbone's in the loss terms: auto | fp32 | bf16 | fp16
     device: str = "auto"        # auto | cpu | cuda (under torchrun: one GPU per rank)
     until: int | None = None    # stop after this step (the learning-rate schedule still follows `steps`)
+    init: str | None = None     # start from an exported float filter's weights (a path or a shipped name)
 
     def validate(self) -> None:
         for name in ("steps", "batch", "crop", "val_every", "eval_every", "save_every"):

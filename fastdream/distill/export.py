@@ -38,11 +38,14 @@ ORT_TOLERANCE = 1e-4
 
 
 def export_onnx(checkpoint, output, *, example_size=(96, 128), check_size=(75, 53), validate: bool = True) -> dict:
-    """Export ``checkpoint`` (.pt from ``fastdream distill train``) to ``output`` (.onnx).
+    """Export ``checkpoint`` (.pt from ``fastdream distill train``, or a float .onnx filter to re-export with
+    this version's graph) to ``output`` (.onnx).
 
     The model is traced at ``example_size`` (H, W) and, with ``validate``, checked by the ONNX checker
     and by ONNX Runtime on ``check_size`` (a different, odd size) against torch (max abs error
-    <= 1e-4). The file is written atomically. Returns a summary (sizes, error, metadata).
+    <= 1e-4). A v3 generator is traced with its output stage at half size
+    (:class:`~fastdream.distill.generator.HalfSizeOutput`) and checked against the stage as trained.
+    The file is written atomically. Returns a summary (sizes, error, metadata).
 
     >>> from fastdream.distill.export import export_onnx
     >>> export_onnx("filter.pt", "filter.onnx")["max_abs_error"] < 1e-4
@@ -51,8 +54,6 @@ def export_onnx(checkpoint, output, *, example_size=(96, 128), check_size=(75, 5
     import onnx
 
     from fastdream import __version__
-    from fastdream.distill.checkpoint import load_generator
-    from fastdream.distill.generator import count_params, pad_multiple
     from fastdream.imageio import atomic_write
 
     out = pathlib.Path(output)
@@ -60,32 +61,24 @@ def export_onnx(checkpoint, output, *, example_size=(96, 128), check_size=(75, 5
         raise InputError(f"{out}: the output must be an .onnx file")
     if not out.parent.is_dir() and str(out.parent):
         raise InputError(f"{out}: the folder {out.parent} does not exist")
-    model, ck = load_generator(checkpoint)
-    hist = ck.get("history") or []
-    last = hist[-1] if hist else {}
-    tc = ck.get("train_config") or {}
-    training = {"steps": ck.get("step"),
-                **{k: tc.get(k) for k in ("batch", "crop", "lr", "pixel_weight", "feature_weight", "feature_layers",
-                                          "style_weight", "style_layers", "objective_weight", "objective_target",
-                                          "loss_margin", "temporal_weight", "unpaired", "adversarial_weight",
-                                          "adversarial_start", "precision") if k in tc},
-                "val_psnr_db": last.get("val_psnr_db"), "val_input_psnr_db": last.get("val_input_psnr_db"),
-                "params": count_params(model)}
-    meta = {
-        "fastdream.format": FILTER_FORMAT,
-        "fastdream.arch": json.dumps({"name": model.config.arch, **ck["generator"],
-                                        "stride": pad_multiple(model.config) if model.config.version >= 2 else 8}),
-        "fastdream.input": f"{INPUT_NAME}: float32 [N, 3, H, W], RGB in [0, 1]",
-        "fastdream.output": f"{OUTPUT_NAME}: float32 [N, 3, H, W], RGB in [0, 1]",
-        "fastdream.pad_multiple": str(pad_multiple(model.config) if model.config.version == 3 else 1),
-        "fastdream.teacher": json.dumps(ck.get("teacher") or {}, default=str),
-        "fastdream.training": json.dumps(training),
-        "fastdream.version": __version__,
-    }
+    from fastdream.distill.runtime import shipped_filters
+
+    src = pathlib.Path(checkpoint)
+    if src.suffix.lower() == ".onnx" or (not src.exists() and str(checkpoint) in shipped_filters()):
+        model, meta = generator_from_onnx(checkpoint)
+    else:
+        model, meta = _from_checkpoint(checkpoint)
+    meta["fastdream.version"] = __version__
+    training = json.loads(meta["fastdream.training"])
     # traced at a size the graph takes as it is (else the generator's own padding would be traced)
     step = int(meta["fastdream.pad_multiple"])
     h, w = (-(-int(n) // step) * step for n in example_size)
     example = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+
+    if hasattr(model, "half_size_output"):
+        model.half_size_output()
+    for mod in model.modules():  # folded BatchNorm weights cached by an earlier forward pass would be traced as
+        mod.__dict__.pop("_folded", None)  # constants, once per use; traced from the parameters they fold to shared ones
 
     def write(tmp):
         with warnings.catch_warnings():
@@ -107,7 +100,9 @@ def export_onnx(checkpoint, output, *, example_size=(96, 128), check_size=(75, 5
         fold_pads_into_convs(m)
         onnx.checker.check_model(m)
         onnx.save(m, tmp)
-        if validate:
+        if validate:  # against the generator as it was trained (the full-size output stage)
+            if hasattr(model, "half_size_output"):
+                model.tail = None
             report["max_abs_error"], report["check_size"] = check_against_torch(
                 tmp, model, check_size, int(meta["fastdream.pad_multiple"]))
 
@@ -116,6 +111,127 @@ def export_onnx(checkpoint, output, *, example_size=(96, 128), check_size=(75, 5
     report.update({"output": str(out), "bytes": out.stat().st_size, "opset": OPSET, "example_size": [h, w],
                    "tolerance": ORT_TOLERANCE, "metadata": meta, "params": training["params"]})
     return report
+
+
+def _from_checkpoint(checkpoint) -> tuple[torch.nn.Module, dict]:
+    """The generator of a training checkpoint and the metadata its export carries."""
+    from fastdream.distill.checkpoint import load_generator
+    from fastdream.distill.generator import count_params, pad_multiple
+
+    model, ck = load_generator(checkpoint)
+    hist = ck.get("history") or []
+    last = hist[-1] if hist else {}
+    tc = ck.get("train_config") or {}
+    training = {"steps": ck.get("step"),
+                **{k: tc.get(k) for k in ("batch", "crop", "lr", "pixel_weight", "feature_weight", "feature_layers",
+                                          "style_weight", "style_layers", "objective_weight", "objective_target",
+                                          "loss_margin", "temporal_weight", "unpaired", "adversarial_weight",
+                                          "adversarial_start", "precision") if k in tc},
+                "val_psnr_db": last.get("val_psnr_db"), "val_input_psnr_db": last.get("val_input_psnr_db"),
+                "params": count_params(model)}
+    meta = {
+        "fastdream.format": FILTER_FORMAT,
+        "fastdream.arch": json.dumps({"name": model.config.arch, **ck["generator"],
+                                        "stride": pad_multiple(model.config) if model.config.version >= 2 else 8}),
+        "fastdream.input": f"{INPUT_NAME}: float32 [N, 3, H, W], RGB in [0, 1]",
+        "fastdream.output": f"{OUTPUT_NAME}: float32 [N, 3, H, W], RGB in [0, 1]",
+        "fastdream.pad_multiple": str(pad_multiple(model.config) if model.config.version == 3 else 1),
+        "fastdream.teacher": json.dumps(ck.get("teacher") or {}, default=str),
+        "fastdream.training": json.dumps(training),
+    }
+    return model, meta
+
+
+def generator_from_onnx(path) -> tuple[torch.nn.Module, dict]:
+    """The generator a float fastdream filter (an .onnx path or a shipped filter's name) was exported from,
+    and the file's metadata.
+
+    The weights are read from the graph's initializers by their parameter names; a v3 generator's frozen
+    encoder, whose BatchNorm the export folded, comes from the embedded backbone's weights. The rebuilt
+    generator is run beside the file with ONNX Runtime, and anything but the same pictures (a filter whose
+    encoder was trained, an 8-bit or foreign file) is refused: it cannot be re-exported."""
+    import dataclasses
+
+    import onnx
+    from onnx import numpy_helper
+
+    from fastdream.distill.generator import ARCHS, GeneratorConfig, build_generator
+
+    from fastdream.distill.runtime import resolve_filter
+
+    p = resolve_filter(path)  # a path, or a shipped filter's name
+    if not p.is_file():
+        raise InputError(f"{p}: not a file")
+    try:
+        m = onnx.load(str(p))
+    except Exception as e:
+        raise InputError(f"{p}: not an ONNX model ({str(e).splitlines()[0][:120]})") from None
+    meta = {q.key: q.value for q in m.metadata_props}
+    if meta.get("fastdream.format") != FILTER_FORMAT:
+        raise InputError(f"{p}: not a fastdream filter (no {FILTER_FORMAT} in its metadata)")
+    if "fastdream.precision" in meta:
+        raise InputError(f"{p}: an 8-bit filter; re-export the float filter it was made from")
+    try:
+        arch = json.loads(meta["fastdream.arch"])
+        fields = {f.name for f in dataclasses.fields(GeneratorConfig)}
+        config = GeneratorConfig(**{k: v for k, v in arch.items() if k in fields})
+        config.version = ARCHS.index(arch["name"]) + 1
+        config.validate()
+        json.loads(meta["fastdream.training"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise InputError(f"{p}: unreadable fastdream.arch or fastdream.training metadata ({e})") from None
+    # the encoder's weights from the backbone, loaded into a generator built without them (a generator built
+    # with them shares the backbone's tensors, and the exporter then leaves the BatchNorm folding unfolded)
+    state = build_generator(config, pretrained=config.version == 3).state_dict()
+    model = build_generator(config).eval()
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    if config.version == 3 and "out.weight" not in inits:  # exported with the half-size output stage
+        inits.update(_output_weights_from_tail(m, inits))
+    missing = [k for k in state if k not in inits and not (config.version == 3 and k.startswith("encoder."))]
+    if missing:
+        raise InputError(f"{p}: the graph does not hold the generator's weights by name ({missing[0]} and "
+                         f"{len(missing) - 1} more are missing); it cannot be re-exported")
+    for k in state:
+        if k in inits:
+            w = torch.from_numpy(np.array(inits[k], dtype=np.float32))
+            if w.shape != state[k].shape:
+                raise InputError(f"{p}: {k} has shape {tuple(w.shape)}, the generator needs {tuple(state[k].shape)}")
+            state[k] = w
+    model.load_state_dict(state)
+    try:
+        check_against_torch(p, model, (96, 128), int(meta.get("fastdream.pad_multiple", "1")))
+    except FastdreamError as e:
+        raise InputError(f"{p}: the generator rebuilt from its weights does not reproduce it ({e}); "
+                         "it cannot be re-exported") from None
+    return model, {k: v for k, v in meta.items() if k.startswith("fastdream.")}
+
+
+def _output_weights_from_tail(m, inits: dict) -> dict:
+    """``out.weight`` and ``out.bias`` of a v3 graph exported with the half-size output stage, recovered
+    from (``inits``: the graph's initializers by name) its two convolutions: the one whose output is pixel-shuffled (``DepthToSpace``; the phase kernel
+    and bias) and the one that reads the picture itself (``image``) inside the stage."""
+    from fastdream.distill.generator import HalfSizeOutput
+
+    from onnx import numpy_helper
+
+    producers = {o: n for n in m.graph.node for o in n.output}
+    inits = {**inits, **{n.output[0]: numpy_helper.to_array(a.t) for n in m.graph.node if n.op_type == "Constant"
+                         for a in n.attribute if a.name == "value"}}  # the stage's tensors are traced constants
+    shuffle = [n for n in m.graph.node if n.op_type == "DepthToSpace"]
+    phase = producers.get(shuffle[-1].input[0]) if shuffle else None
+
+    def reads_picture(n):  # the picture, or the picture edge-padded (padding="replicate")
+        src = producers.get(n.input[0])
+        return n.input[0] == INPUT_NAME or (src is not None and src.op_type == "Pad" and src.input[0] == INPUT_NAME)
+
+    picture = [n for n in m.graph.node if n.op_type == "Conv" and n.name.startswith("/tail/") and reads_picture(n)]
+    if phase is None or phase.op_type != "Conv" or len(phase.input) < 3 or len(picture) != 1 \
+            or not all(i in inits for i in (phase.input[1], phase.input[2], picture[0].input[1])):
+        return {}
+    w, b = HalfSizeOutput.full_size_weights(torch.from_numpy(np.array(inits[phase.input[1]])),
+                                            torch.from_numpy(np.array(inits[phase.input[2]])),
+                                            torch.from_numpy(np.array(inits[picture[0].input[1]])))
+    return {"out.weight": w.numpy(), "out.bias": b.numpy()}
 
 
 def fold_pads_into_convs(m) -> int:

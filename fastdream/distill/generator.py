@@ -111,6 +111,86 @@ def _resize_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def _upsample_taps() -> torch.Tensor:
+    """``A[a, t, m]``: the weight of the half-size sample at offset ``m - 1`` in the full-size sample at
+    offset ``t - 1`` from row ``2i + a``, for a 2x bilinear resize with half-pixel centres (edges clamped):
+    full-size sample ``2q`` is ``0.75 h[q] + 0.25 h[q - 1]``, ``2q + 1`` is ``0.75 h[q] + 0.25 h[q + 1]``."""
+    taps = torch.zeros(2, 3, 3)
+    for a in range(2):
+        for t in range(3):
+            q, s = divmod(a + t - 1, 2)
+            taps[a, t, q + 1] += 0.75
+            taps[a, t, q + (1 if s else -1) + 1] += 0.25
+    return taps
+
+
+def _space_taps() -> torch.Tensor:
+    """``B[a, t, s, m]``: 1 where the full-size pixel at offset ``t - 1`` from row ``2i + a`` is phase ``s``
+    of the 2x2 cell at offset ``m - 1`` from cell ``i`` (``pixel_unshuffle``'s cells)."""
+    taps = torch.zeros(2, 3, 2, 3)
+    for a in range(2):
+        for t in range(3):
+            q, s = divmod(a + t - 1, 2)
+            taps[a, t, s, q + 1] = 1.0
+    return taps
+
+
+class HalfSizeOutput(nn.Module):
+    """The v3 output stage, ``conv3x3(cat(resize2x(h), x))``, computed at half size: the same numbers in
+    less time (what the exported graph runs).
+
+    A 3x3 convolution after a 2x bilinear resize is, for each of the four output phases (row and column
+    parity), a 3x3 convolution of the half-size map with weights mixed from the kernel and the resize's
+    0.25/0.75 taps; the four phases come out as 4x the channels and ``pixel_shuffle`` interleaves them.
+    So the 8-channel map is never resized to full size and the full-size 11-channel convolution (the
+    most expensive layer per output of the float tail on a CPU) becomes a half-size 8 -> 12 one plus
+    the picture's own 3 -> 3 convolution. Inside the picture this is exact; along its one-pixel border
+    the resized map's zero padding differs from the half-size map's edge padding, and four row and
+    column convolutions of the resized edges put it back (``padding="zeros"``; with ``"replicate"`` the
+    two paddings agree). Built from a trained ``out`` convolution; holds constants, no parameters.
+    """
+
+    def __init__(self, out: nn.Conv2d, channels: int, padding: str):
+        super().__init__()
+        w = out.weight.detach()
+        wu, wx = w[:, :channels], w[:, channels:]
+        up = _upsample_taps()
+        self.kernel = torch.einsum("aym,bxn,oiyx->oabimn", up, up, wu).reshape(4 * w.shape[0], channels, 3, 3)
+        self.bias = out.bias.detach().repeat_interleave(4)
+        self.wx, self.wu, self.padding = wx.clone(), wu.clone(), padding
+
+    @staticmethod
+    def full_size_weights(kernel: torch.Tensor, bias: torch.Tensor, wx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``out`` convolution's weight and bias back from the half-size stage's phase kernel, bias and
+        picture kernel (what an exported graph holds): the even-even phase is ``A0ᵀ W A0`` per channel
+        pair, ``A0`` the resize's 3x3 tap matrix for even rows (invertible)."""
+        a0 = _upsample_taps()[0].double()
+        k = kernel.double().reshape(-1, 4, *kernel.shape[1:])[:, 0]                 # [o, c, 3, 3], phase (0, 0)
+        inv = torch.linalg.inv(a0)
+        wu = torch.einsum("my,ocmn,nx->ocyx", inv, k, inv).float()
+        return torch.cat([wu, wx], 1), bias.reshape(-1, 4)[:, 0].clone()
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # [B, c, H/2, W/2], [B, 3, H, W]
+        z = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="replicate"), self.kernel, self.bias)   # [B, 12, H/2, W/2]
+        if self.padding != "zeros":  # edge padding at both sizes: nothing to put back
+            return F.pixel_shuffle(z, 2) + F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.wx)
+        d = F.pixel_shuffle(z, 2) + F.conv2d(x, self.wx, padding=1)
+        # zero padding: take out what the edge padding added along the border (the resized map's first and
+        # last rows and columns, each convolved with the kernel's outer row or column; the corners once)
+        H, W = x.shape[-2:]
+        wu = self.wu
+
+        def edge(rows, size):
+            return F.interpolate(rows, size=size, mode="bilinear", align_corners=False)
+
+        top = F.conv2d(F.pad(edge(h[:, :, :1], (1, W)), (1, 1, 0, 0), mode="replicate"), wu[:, :, :1])
+        bottom = F.conv2d(F.pad(edge(h[:, :, -1:], (1, W)), (1, 1, 0, 0), mode="replicate"), wu[:, :, 2:])
+        left = F.conv2d(F.pad(edge(h[..., :1], (H, 1)), (0, 0, 1, 1)), wu[..., :1])
+        right = F.conv2d(F.pad(edge(h[..., -1:], (H, 1)), (0, 0, 1, 1)), wu[..., 2:])
+        d = torch.cat([d[:, :, :1] - top, d[:, :, 1:-1], d[:, :, -1:] - bottom], 2)
+        return torch.cat([d[..., :1] - left, d[..., 1:-1], d[..., -1:] - right], 3)
+
+
 def _add_decoder(net: nn.Module, w: int, out_channels: int, pad: str) -> None:
     """The decoder both layouts share, from 4w channels at 1/8 up to ``out_channels`` at 1/2: 1x1 reduce,
     resize to the skip, add, separable 3x3, twice; the output layer starts at zero (identity filter)."""
@@ -284,6 +364,7 @@ class DreamNetB(nn.Module):
         self.out = nn.Conv2d(8 + 3, 3, 3, padding=1, padding_mode=pad)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.tail: HalfSizeOutput | None = None
         self.train_encoder(False)
 
     def train_encoder(self, on: bool) -> None:
@@ -296,6 +377,15 @@ class DreamNetB(nn.Module):
     def train(self, mode: bool = True):
         super().train(mode)
         self.encoder.eval()
+        if mode:
+            self.tail = None  # the half-size output stage holds constants of the weights it was built from
+        return self
+
+    def half_size_output(self) -> "DreamNetB":
+        """Compute the output stage at half size from now on (:class:`HalfSizeOutput`: the same numbers,
+        less time; what ``fastdream export`` traces). Built from the current weights, for inference only:
+        ``train()`` drops it."""
+        self.tail = HalfSizeOutput(self.out, self.head.out_channels, self.config.padding)
         return self
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -322,8 +412,11 @@ class DreamNetB(nn.Module):
         y = self.mid(_resize_to(self.reduce4(y), e3) + self.skip3(e3))    # [B, 4w, H/8, W/8]
         y = F.relu(self.dec2(_resize_to(self.reduce3(y), e2) + self.skip2(e2)))   # [B, 2w, H/4, W/4]
         y = F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + self.skip1(e1)))   # [B, w, H/2, W/2]
-        y = _resize_to(self.head(y), xp)                                  # [B, 8, H, W]
-        delta = self.out(torch.cat([y, xp], 1))
+        y = self.head(y)                                                  # [B, 8, H/2, W/2]
+        if self.tail is not None:                                         # the same, computed at half size
+            delta = self.tail(y, xp)
+        else:
+            delta = self.out(torch.cat([_resize_to(y, xp), xp], 1))       # [B, 3, H, W]
         if ph or pw:  # (not in the ONNX graph: the runtime pads to its multiples itself, so no crop is traced)
             delta = delta[..., :H, :W]
         return torch.clamp(x + delta, 0.0, 1.0)

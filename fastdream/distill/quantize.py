@@ -5,8 +5,8 @@ ONNX Runtime's CPU kernels for 8-bit convolutions (``QLinearConv``, with ``QLine
 Weights are quantized per output channel (int8), activations per tensor (uint8) with ranges calibrated on
 real photos at the size of use (the 99.99th percentile of each activation's magnitude, not its maximum: a
 few outlying values would otherwise spread the 256 levels too thin). The decoder from its quarter-size
-stage up (``dec2`` and everything computed from it: ``reduce2``, ``dec1``, ``head``, ``out`` and the
-joins between them) stays in float: quantizing those layers shifts the output's colours (measured on the
+stage up (``dec2`` and everything computed from it: ``reduce2``, ``dec1``, ``head``, the output stage and
+the joins between them) stays in float: quantizing those layers shifts the output's colours (measured on the
 shipped default: 20.5 dB from the float filter with everything quantized, 29.7 dB with that tail in float;
 docs/distill.md).
 
@@ -36,6 +36,9 @@ from fastdream.errors import FastdreamError, InputError
 
 # the first stage of the decoder kept in float, with everything computed from it
 FLOAT_FROM = "/dec2/"
+# the half-size output stage of an export (fastdream.distill.generator.HalfSizeOutput), kept in float whole:
+# its convolution of the picture itself is computed from the input, not from dec2
+FLOAT_ALSO = "/tail/"
 PERCENTILE = 99.99
 # the quantized filter must stay this close to the float one on its calibration photos (mean PSNR)
 MIN_PSNR_DB = 25.0
@@ -43,7 +46,8 @@ MIN_PSNR_DB = 25.0
 
 def float_tail(model) -> list[str]:
     """Names of the nodes of ``model`` (an ``onnx.ModelProto``) computed from the decoder's quarter-size
-    stage (``FLOAT_FROM``), that stage included: the part quantization leaves in float."""
+    stage (``FLOAT_FROM``), that stage included, and the output stage (``FLOAT_ALSO``): the part
+    quantization leaves in float."""
     start = [n for n in model.graph.node if n.name.startswith(FLOAT_FROM)]
     if not start:
         raise InputError(f"this filter has no decoder stage named {FLOAT_FROM.strip('/')}: not a fastdream "
@@ -52,7 +56,7 @@ def float_tail(model) -> list[str]:
     tainted = {o for n in start for o in n.output}
     keep = []
     for n in model.graph.node:  # nodes are in topological order
-        if n.name.startswith(FLOAT_FROM) or any(i in tainted for i in n.input):
+        if n.name.startswith((FLOAT_FROM, FLOAT_ALSO)) or any(i in tainted for i in n.input):
             tainted.update(n.output)
             keep.append(n.name)
     return keep
@@ -123,8 +127,9 @@ def quantize_filter(model, output, photos, *, size=(640, 480), count: int = 24) 
 
     with tempfile.TemporaryDirectory() as tmp:
         pre = str(pathlib.Path(tmp) / "pre.onnx")
-        try:
-            quant_pre_process(str(runner.path), pre, skip_symbolic_shape=False)
+        try:  # ONNX's own shape inference: ONNX Runtime's symbolic one gives up on the output stage's border
+            # slices, and when it gives up it leaves its model and weights in the working directory
+            quant_pre_process(str(runner.path), pre, skip_symbolic_shape=True)
         except Exception as e:  # pragma: no cover - a graph ONNX's shape inference cannot read
             raise FastdreamError(f"{runner.path}: ONNX shape inference failed before quantization ({e})") from None
         m = onnx.load(pre)

@@ -97,9 +97,20 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
             if rank == 0:
                 print(msg, file=sys.stderr, flush=True)
 
+    start_from = None
+    if cfg.init and not (resume and out.exists()):  # fine-tuning: the filter's layout and weights
+        from fastdream.distill.export import generator_from_onnx
+
+        start_from, _ = generator_from_onnx(cfg.init)
+        g = start_from.config
+        cfg = dataclasses.replace(cfg, version=g.version, width=g.width, blocks=g.blocks, deep=g.deep,
+                                  mid_blocks=g.mid_blocks, coarse=g.coarse, padding=g.padding)
+        log(f"starting from {cfg.init}: {start_from.config.arch}, width {g.width}, deep {g.deep}, blocks {g.blocks}")
     init_group(place)
     torch.manual_seed(cfg.seed)
     model = build_generator(cfg.generator(), pretrained=True).to(dev)
+    if start_from is not None:
+        model.load_state_dict(start_from.state_dict())
     if cfg.train_encoder:
         model.train_encoder(True)
     enc = list(model.encoder.parameters()) if cfg.version == 3 else []  # v3: the backbone's blocks learn slower
