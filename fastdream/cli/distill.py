@@ -141,7 +141,7 @@ def add_parser(sub):
     t.add_argument("--init", metavar="FILTER",
                    help="start from the weights of an exported float filter (an .onnx file or a shipped filter's "
                         "name, e.g. default): fine-tune it on these pairs. Its layout (--arch, --width, --deep, "
-                        "--blocks, --mid-blocks, --coarse, --padding) is taken from the file; ignored with --resume")
+                        "--blocks, --mid-blocks, --coarse, --padding) is taken from the file; with --resume only the layout")
     t.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="same seed, same training")
     t.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads per process (default: torch's choice)")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",

@@ -124,17 +124,6 @@ def _upsample_taps() -> torch.Tensor:
     return taps
 
 
-def _space_taps() -> torch.Tensor:
-    """``B[a, t, s, m]``: 1 where the full-size pixel at offset ``t - 1`` from row ``2i + a`` is phase ``s``
-    of the 2x2 cell at offset ``m - 1`` from cell ``i`` (``pixel_unshuffle``'s cells)."""
-    taps = torch.zeros(2, 3, 2, 3)
-    for a in range(2):
-        for t in range(3):
-            q, s = divmod(a + t - 1, 2)
-            taps[a, t, s, q + 1] = 1.0
-    return taps
-
-
 class HalfSizeOutput(nn.Module):
     """The v3 output stage, ``conv3x3(cat(resize2x(h), x))``, computed at half size: the same numbers in
     less time (what the exported graph runs).
@@ -177,16 +166,15 @@ class HalfSizeOutput(nn.Module):
         d = F.pixel_shuffle(z, 2) + F.conv2d(x, self.wx, padding=1)
         # zero padding: take out what the edge padding added along the border (the resized map's first and
         # last rows and columns, each convolved with the kernel's outer row or column; the corners once)
-        H, W = x.shape[-2:]
         wu = self.wu
 
-        def edge(rows, size):
-            return F.interpolate(rows, size=size, mode="bilinear", align_corners=False)
+        def edge(rows, scale):  # the resized map's first or last row (or column): only one direction resized
+            return F.interpolate(rows, scale_factor=scale, mode="bilinear", align_corners=False)
 
-        top = F.conv2d(F.pad(edge(h[:, :, :1], (1, W)), (1, 1, 0, 0), mode="replicate"), wu[:, :, :1])
-        bottom = F.conv2d(F.pad(edge(h[:, :, -1:], (1, W)), (1, 1, 0, 0), mode="replicate"), wu[:, :, 2:])
-        left = F.conv2d(F.pad(edge(h[..., :1], (H, 1)), (0, 0, 1, 1)), wu[..., :1])
-        right = F.conv2d(F.pad(edge(h[..., -1:], (H, 1)), (0, 0, 1, 1)), wu[..., 2:])
+        top = F.conv2d(F.pad(edge(h[:, :, :1], (1, 2)), (1, 1, 0, 0), mode="replicate"), wu[:, :, :1])
+        bottom = F.conv2d(F.pad(edge(h[:, :, -1:], (1, 2)), (1, 1, 0, 0), mode="replicate"), wu[:, :, 2:])
+        left = F.conv2d(F.pad(edge(h[..., :1], (2, 1)), (0, 0, 1, 1)), wu[..., :1])
+        right = F.conv2d(F.pad(edge(h[..., -1:], (2, 1)), (0, 0, 1, 1)), wu[..., 2:])
         d = torch.cat([d[:, :, :1] - top, d[:, :, 1:-1], d[:, :, -1:] - bottom], 2)
         return torch.cat([d[..., :1] - left, d[..., 1:-1], d[..., -1:] - right], 3)
 

@@ -98,14 +98,17 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
                 print(msg, file=sys.stderr, flush=True)
 
     start_from = None
-    if cfg.init and not (resume and out.exists()):  # fine-tuning: the filter's layout and weights
+    if cfg.init:  # fine-tuning: the filter's layout, and its weights unless a checkpoint is resumed
         from fastdream.distill.export import generator_from_onnx
 
         start_from, _ = generator_from_onnx(cfg.init)
         g = start_from.config
         cfg = dataclasses.replace(cfg, version=g.version, width=g.width, blocks=g.blocks, deep=g.deep,
                                   mid_blocks=g.mid_blocks, coarse=g.coarse, padding=g.padding)
-        log(f"starting from {cfg.init}: {start_from.config.arch}, width {g.width}, deep {g.deep}, blocks {g.blocks}")
+        if resume and out.exists():
+            start_from = None
+        else:
+            log(f"starting from {cfg.init}: {g.arch}, width {g.width}, deep {g.deep}, blocks {g.blocks}")
     init_group(place)
     torch.manual_seed(cfg.seed)
     model = build_generator(cfg.generator(), pretrained=True).to(dev)
