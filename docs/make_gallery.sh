@@ -22,7 +22,7 @@ done
 # (the photos: python bench/fetch_photos.py --out build/photos)
 mkdir -p "$tmp/h4"
 cp build/photos/heldout/{gcompris-horse,skimage-chelsea,gcompris-tajMahal,mate-LadyBird}.jpg "$tmp/h4/"
-$FD distill eval "$tmp/h4" --size 640x480 --reference-seed 1 --save "$tmp/default"
+$FD distill eval "$tmp/h4" --model default --size 640x480 --reference-seed 1 --save "$tmp/default"
 $FD distill eval "$tmp/h4" --model fast --size 640x480 --save "$tmp/fast"
 $FD distill eval "$tmp/h4" --model textures --size 640x480 --save "$tmp/textures"
 names=gcompris-horse,skimage-chelsea,gcompris-tajMahal,mate-LadyBird

@@ -126,7 +126,7 @@ def _from_checkpoint(checkpoint) -> tuple[torch.nn.Module, dict]:
                 **{k: tc.get(k) for k in ("batch", "crop", "lr", "pixel_weight", "feature_weight", "feature_layers",
                                           "style_weight", "style_layers", "objective_weight", "objective_target",
                                           "loss_margin", "temporal_weight", "unpaired", "adversarial_weight",
-                                          "adversarial_start", "precision") if k in tc},
+                                          "adversarial_start", "precision", "init") if k in tc},
                 "val_psnr_db": last.get("val_psnr_db"), "val_input_psnr_db": last.get("val_input_psnr_db"),
                 "params": count_params(model)}
     meta = {
