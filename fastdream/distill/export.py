@@ -77,8 +77,8 @@ def export_onnx(checkpoint, output, *, example_size=(96, 128), check_size=(75, 5
 
     if hasattr(model, "half_size_output"):
         model.half_size_output()
-    for mod in model.modules():  # folded BatchNorm weights cached by an earlier forward pass would be traced as
-        mod.__dict__.pop("_folded", None)  # constants, once per use; traced from the parameters they fold to shared ones
+    for mod in model.modules():  # BatchNorm foldings cached by an earlier forward pass (conv_bn) would be traced
+        mod.__dict__.pop("_folded", None)  # as constants, one copy per use; traced afresh they fold to shared weights
 
     def write(tmp):
         with warnings.catch_warnings():
@@ -156,7 +156,6 @@ def generator_from_onnx(path) -> tuple[torch.nn.Module, dict]:
     from onnx import numpy_helper
 
     from fastdream.distill.generator import ARCHS, GeneratorConfig, build_generator
-
     from fastdream.distill.runtime import resolve_filter
 
     p = resolve_filter(path)  # a path, or a shipped filter's name
@@ -180,10 +179,8 @@ def generator_from_onnx(path) -> tuple[torch.nn.Module, dict]:
         json.loads(meta["fastdream.training"])
     except (KeyError, ValueError, TypeError) as e:
         raise InputError(f"{p}: unreadable fastdream.arch or fastdream.training metadata ({e})") from None
-    # the encoder's weights from the backbone, loaded into a generator built without them (a generator built
-    # with them shares the backbone's tensors, and the exporter then leaves the BatchNorm folding unfolded)
-    state = build_generator(config, pretrained=config.version == 3).state_dict()
-    model = build_generator(config).eval()
+    model = build_generator(config, pretrained=config.version == 3).eval()  # v3: the encoder from the backbone
+    state = model.state_dict()
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
     if config.version == 3 and "out.weight" not in inits:  # exported with the half-size output stage
         inits.update(_output_weights_from_tail(m, inits))
@@ -207,9 +204,9 @@ def generator_from_onnx(path) -> tuple[torch.nn.Module, dict]:
 
 
 def _output_weights_from_tail(m, inits: dict) -> dict:
-    """``out.weight`` and ``out.bias`` of a v3 graph exported with the half-size output stage, recovered
-    from (``inits``: the graph's initializers by name) its two convolutions: the one whose output is pixel-shuffled (``DepthToSpace``; the phase kernel
-    and bias) and the one that reads the picture itself (``image``) inside the stage."""
+    """``out.weight`` and ``out.bias`` of a v3 graph exported with the half-size output stage, recovered from
+    its two convolutions: the one whose output is pixel-shuffled (``DepthToSpace``: the phase kernel and
+    bias) and the one inside the stage that reads the picture itself. ``inits``: the graph's initializers."""
     from fastdream.distill.generator import HalfSizeOutput
 
     from onnx import numpy_helper
