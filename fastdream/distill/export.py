@@ -156,19 +156,13 @@ def generator_from_onnx(path) -> tuple[torch.nn.Module, dict]:
     from onnx import numpy_helper
 
     from fastdream.distill.generator import ARCHS, GeneratorConfig, build_generator
-    from fastdream.distill.runtime import resolve_filter
+    from fastdream.distill.runtime import FilterRunner
 
-    p = resolve_filter(path)  # a path, or a shipped filter's name
-    if not p.is_file():
-        raise InputError(f"{p}: not a file")
-    try:
-        m = onnx.load(str(p))
-    except Exception as e:
-        raise InputError(f"{p}: not an ONNX model ({str(e).splitlines()[0][:120]})") from None
-    meta = {q.key: q.value for q in m.metadata_props}
-    if meta.get("fastdream.format") != FILTER_FORMAT:
+    runner = FilterRunner(path, device="cpu")  # a path or a shipped name; folders and unreadable files refused
+    p, meta = runner.path, runner.metadata
+    if not runner.is_fastdream:
         raise InputError(f"{p}: not a fastdream filter (no {FILTER_FORMAT} in its metadata)")
-    if "fastdream.precision" in meta:
+    if runner.precision == "int8":
         raise InputError(f"{p}: an 8-bit filter; re-export the float filter it was made from")
     try:
         arch = json.loads(meta["fastdream.arch"])
@@ -181,6 +175,7 @@ def generator_from_onnx(path) -> tuple[torch.nn.Module, dict]:
         raise InputError(f"{p}: unreadable fastdream.arch or fastdream.training metadata ({e})") from None
     model = build_generator(config, pretrained=config.version == 3).eval()  # v3: the encoder from the backbone
     state = model.state_dict()
+    m = onnx.load(str(p))
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
     if config.version == 3 and "out.weight" not in inits:  # exported with the half-size output stage
         inits.update(_output_weights_from_tail(m, inits))
@@ -195,12 +190,13 @@ def generator_from_onnx(path) -> tuple[torch.nn.Module, dict]:
                 raise InputError(f"{p}: {k} has shape {tuple(w.shape)}, the generator needs {tuple(state[k].shape)}")
             state[k] = w
     model.load_state_dict(state)
-    try:
-        check_against_torch(p, model, (96, 128), int(meta.get("fastdream.pad_multiple", "1")))
-    except FastdreamError as e:
-        raise InputError(f"{p}: the generator rebuilt from its weights does not reproduce it ({e}); "
-                         "it cannot be re-exported") from None
-    return model, {k: v for k, v in meta.items() if k.startswith("fastdream.")}
+    x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        err = float(np.abs(runner.run_numpy(x.numpy()) - model(x).numpy()).max())
+    if not err <= ORT_TOLERANCE:
+        raise InputError(f"{p}: the generator rebuilt from its weights does not reproduce it (max difference "
+                         f"{err:.3g}, tolerance {ORT_TOLERANCE}); it cannot be re-exported")
+    return model, dict(meta)
 
 
 def _output_weights_from_tail(m, inits: dict) -> dict:

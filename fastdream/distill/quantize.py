@@ -103,7 +103,7 @@ def quantize_filter(model, output, photos, *, size=(640, 480), count: int = 24) 
     runner = FilterRunner(model, device="cpu")
     if not runner.is_fastdream:
         raise InputError(f"{runner.path}: not a fastdream filter (no fastdream.format in its metadata)")
-    if "fastdream.precision" in runner.metadata:
+    if runner.precision == "int8":
         raise InputError(f"{runner.path}: already quantized ({runner.metadata['fastdream.precision'][:40]}...); "
                          "quantize the float filter")
     pictures = calibration_pictures(photos, size, count, runner.pad_multiple)

@@ -635,8 +635,8 @@ def sample_views(picture: torch.Tensor, box, out_hw: tuple[int, int], n: int = 1
     """Views of one region of ``picture`` ``[B, 3, H, W]``: the box ``(x0, y0, x1, y1)`` (fractions),
     moved by up to ``jitter`` of its size, its size divided by a factor drawn from ``scale`` (> 1
     zooms in), mirrored at random when ``flip``, turned by a random angle of up to ``rotate`` degrees
-    either way (about the view's centre, in picture pixels so that the box's aspect holds), resampled to ``out_hw`` (bilinear, the picture shrunk
-    with antialiasing first where the view is much smaller than the box; borders reflected).
+    either way (about the view's centre, in picture pixels so that the box's aspect holds), resampled to
+    ``out_hw`` (bilinear, the picture shrunk with antialiasing first where the view is much smaller than the box; borders reflected).
 
     Returns the views ``[n * B, 3, oh, ow]`` (view i of picture b at ``i * B + b``) and the window each
     view shows, ``[n, 4]`` (x0, y0, x1, y1) in picture pixels. Without a generator: the box itself."""
