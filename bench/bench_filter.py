@@ -78,6 +78,9 @@ def main(argv=None) -> int:
     p.add_argument("--clip-frames", type=int, default=10)
     p.add_argument("--compare", default="", help="other filters (files or shipped names, comma-separated) timed "
                    "beside this one in alternating blocks of runs (the machine's speed drifts; ratios hold)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also run the filter N times under ONNX Runtime's profiler: kernel time per operator type "
+                        "and of the output stage (the nodes after the decoder's half-size stage)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
 
@@ -131,6 +134,8 @@ def main(argv=None) -> int:
                   f"it: {res['ms_median_interleaved']:.1f} ms, {med / res['ms_median_interleaved']:.2f}x faster")
     if args.compare:
         res["compare"] = _compare(runner, [m for m in args.compare.split(",") if m.strip()], a, args)
+    if args.profile:
+        res["profile"] = _profile(runner.path, a, args.threads, args.profile)
     if args.teacher_runs > 0:
         from fastdream.engine.dream import dream_tensor
         from fastdream.distill.evaluate import teacher_from_params
@@ -201,6 +206,44 @@ def _compare(runner, models, a, args, block=5):
         out[k] = {"model": runners[k].path.name, "ms_median": med, "ms_min": min(times[k]), "time_ratio": med / base}
         print(f"  {k}: {med:.1f} ms, {med / base:.2f}x this filter's time")
     return out
+
+
+def _profile(path, a, threads, runs):
+    """Kernel time per run (ms) from ONNX Runtime's profiler, averaged over ``runs`` + 3 runs (the profiler
+    runs from the session's start, so the 3 warm-up runs count too): in all, per operator type, the 15
+    slowest nodes, and the nodes of the output layers' scopes (``/head/``, ``/out/``, the export's half-size
+    stage ``/tail/``; a full-size ``Resize`` before ``/out/`` has no scope and shows among the slowest nodes)."""
+    import collections
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.enable_profiling = True
+        so.profile_file_prefix = str(pathlib.Path(tmp) / "profile")
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        for _ in range(3):
+            sess.run(None, {name: a})
+        for _ in range(runs):
+            sess.run(None, {name: a})
+        events = json.loads(pathlib.Path(sess.end_profiling()).read_text())
+    node, op = collections.Counter(), {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            n = e["name"][:-len("_kernel_time")]
+            node[n] += e["dur"] / 1000 / (runs + 3)
+            op[n] = e["args"].get("op_name", "?")
+    by_op = collections.Counter()
+    for n, v in node.items():
+        by_op[op[n]] += v
+    stage = sum(v for n, v in node.items() if any(k in n for k in ("/head/", "/tail/", "/out/")))
+    res = {"runs": runs, "kernel_ms": sum(node.values()), "output_stage_ms": stage,
+           "by_op_ms": dict(by_op.most_common()), "top_nodes_ms": dict(node.most_common(15))}
+    print(f"profile ({runs} runs): kernel time {res['kernel_ms']:.1f} ms per run, output stage {stage:.1f} ms")
+    return res
 
 
 def _baseline_session(width, size, threads):
