@@ -736,10 +736,42 @@ def test_patch_discriminator_and_hinge_losses(gen):
 
     d = PatchDiscriminator(8)
     x, y = torch.rand(2, 3, 64, 48, generator=gen), torch.rand(2, 3, 64, 48, generator=gen)
-    assert d(x, y).shape == (2, 1, 4, 3)
+    (s,) = d(x, y)
+    assert s.shape == (2, 1, 4, 3)
     real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-3.0, 0.0])
     assert float(d_hinge(real, fake)) == pytest.approx((0 + 0.5) / 2 + (0 + 1) / 2)
     assert float(g_hinge(fake)) == pytest.approx(1.5)
+    # lists of score maps (one per scale): the scales' losses averaged
+    real2, fake2 = torch.tensor([0.0, 0.0]), torch.tensor([1.0, 1.0])
+    assert float(d_hinge([real, real2], [fake, fake2])) == pytest.approx((0.75 + (1 + 2)) / 2)
+    assert float(g_hinge([fake, fake2])) == pytest.approx((1.5 - 1.0) / 2)
+
+
+def test_multiscale_discriminator_sees_the_pair_shrunk(gen):
+    """Scale k is a discriminator of its own on the pair averaged down k times (3x3, stride 2): its
+    scores cover 2**k times the pixels, and the finest scale is the single-scale discriminator."""
+    from fastdream.distill.losses import PatchDiscriminator
+
+    torch.manual_seed(0)
+    d = PatchDiscriminator(8, scales=3)
+    x, y = torch.rand(2, 3, 128, 96, generator=gen), torch.rand(2, 3, 128, 96, generator=gen)
+    out = d(x, y)
+    assert [tuple(o.shape) for o in out] == [(2, 1, 8, 6), (2, 1, 4, 3), (2, 1, 2, 1)]
+    d.eval()  # spectral norm: no power iteration, so the calls below see the same weights
+    z = torch.cat([x, y], 1) * 2 - 1
+    z1 = torch.nn.functional.avg_pool2d(z, 3, stride=2, padding=1, count_include_pad=False)
+    torch.testing.assert_close(d(x, y)[1], d.coarser[0](z1))
+    torch.testing.assert_close(d(x, y)[0], d.net(z))
+    one = PatchDiscriminator(8)
+    assert set(one.state_dict()) == {k for k in d.state_dict() if not k.startswith("coarser.")}
+    # a change to the picture far from a coarse score's window leaves that score alone; the finest
+    # scale's window is smaller, so more of its scores stay put
+    y2 = y.clone()
+    y2[..., :16, :16] += 0.5
+    moved = [(a != b).float().mean().item() for a, b in zip(d(x, y), d(x, y2))]
+    assert 0 < moved[0] < moved[1] and moved[2] > 0
+    with pytest.raises(ValueError, match="1..4"):
+        PatchDiscriminator(8, scales=0)
 
 
 def test_training_with_the_discriminator_resumes_exactly(pairs, tmp_path):
@@ -761,6 +793,28 @@ def test_training_with_the_discriminator_resumes_exactly(pairs, tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
     for k in a["discriminator"]:
         assert torch.equal(a["discriminator"][k], b["discriminator"][k]), k
+
+
+
+def test_training_with_a_multiscale_discriminator_resumes_and_refuses_other_scales(tmp_path):
+    rng = np.random.default_rng(3)
+    (tmp_path / "ph").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (48, 56, 3), dtype=np.uint8), "RGB").save(tmp_path / "ph" / f"{i}.png")
+    pairs = tmp_path / "pairs"
+    render_dataset(tmp_path / "ph", pairs, 8, stand_in_teacher, {"preset": "stand-in"}, CropRecipe(size=40, seed=3))
+    cfg = dict(TINY, adversarial_weight=0.5, adversarial_start=1, disc_width=4, disc_scales=2, steps=3, crop=32)
+    with pytest.raises(FastdreamError, match="2 scale.*at least 32 pixels, got 16"):
+        TrainConfig(**dict(cfg, crop=16)).validate()
+    out = tmp_path / "ms.pt"
+    res = train(pairs, out, TrainConfig(**dict(cfg, until=2)))
+    assert "disc" in res["last_losses"]
+    ck = read_checkpoint(out)
+    assert any(k.startswith("coarser.0.") for k in ck["discriminator"])
+    with pytest.raises(InputError, match="2 scale.*not 4 and 1.*--disc-scales"):
+        train(pairs, out, TrainConfig(**dict(cfg, disc_scales=1)), resume=True)
+    train(pairs, out, TrainConfig(**cfg), resume=True)
+    assert read_checkpoint(out)["step"] == 3
 
 
 # -- fidelity, judged by EfficientNet-Lite2 --------------------------------------------------------

@@ -31,6 +31,7 @@ class TrainConfig:
     adversarial_weight: float = 0.2   # the patch discriminator's term (0: no discriminator)
     adversarial_start: int = 800      # reconstruction-only steps before the discriminator joins
     disc_width: int = 32
+    disc_scales: int = 1            # 2..4: discriminators of the pair shrunk by 2, 4, 8 beside it
     disc_lr: float = 4e-4
     objective_weight: float = 0.0
     objective_target: float = 1.0  # the objective term is satisfied at this multiple of the teacher's objective
@@ -87,6 +88,11 @@ class TrainConfig:
             raise FastdreamError(f"discriminator learning rate must be positive, got {self.disc_lr!r}")
         if not isinstance(self.disc_width, int) or not 4 <= self.disc_width <= 512:
             raise FastdreamError(f"discriminator width must be a whole number in 4..512, got {self.disc_width!r}")
+        if not isinstance(self.disc_scales, int) or not 1 <= self.disc_scales <= 4:
+            raise FastdreamError(f"discriminator scales must be a whole number in 1..4, got {self.disc_scales!r}")
+        if self.adversarial_weight > 0 and self.crop < 16 << (self.disc_scales - 1):
+            raise FastdreamError(f"a discriminator of {self.disc_scales} scale(s) needs crops of at least "
+                                 f"{16 << (self.disc_scales - 1)} pixels, got {self.crop}")
         if self.until is not None and (not isinstance(self.until, int) or not 1 <= self.until <= self.steps):
             raise FastdreamError(f"until must be a step in 1..{self.steps}, got {self.until!r}")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -156,36 +156,59 @@ def _shortfall(vo: torch.Tensor, vt: torch.Tensor, target: float) -> torch.Tenso
 
 class PatchDiscriminator(nn.Module):
     """A conditional patch discriminator: tells the teacher's dreams from the filter's outputs, patch by
-    patch, given the input photo. ``forward(x, y) -> [B, 1, h/16, w/16]`` realness scores.
+    patch, given the input photo. ``forward(x, y) -> [scores]``: one ``[B, 1, h/16, w/16]`` map of
+    realness scores per scale, the finest first.
 
     Four stride-2 4x4 convolutions and a 3x3 head, LeakyReLU(0.2), spectral normalization on every layer
-    (a Lipschitz bound: stable hinge training without gradient penalties): each score sees about 100
-    pixels, the size of the dream's eyes and swirls at 640 pixels. Conditioning on the photo makes it
-    judge whether the dream belongs to that photo, not only whether it looks like a dream: a fixed
-    pattern stamped over every picture is easy to tell apart.
+    (a Lipschitz bound: stable hinge training without gradient penalties): each score sees 78 pixels,
+    the size of the dream's eyes and swirls at 640 pixels. Conditioning on the photo makes it judge
+    whether the dream belongs to that photo, not only whether it looks like a dream: a fixed pattern
+    stamped over every picture is easy to tell apart.
+
+    ``scales > 1`` adds discriminators of the same layout, with their own weights, that see the pair
+    shrunk by 2, 4, ... (a 3x3 average with stride 2 per level, as in pix2pixHD's multi-scale
+    discriminator): their scores see 156, 312, ... pixels, the teacher's large eyeballs and arcs that
+    the finest one cannot judge whole. Each coarser one costs a quarter of the one before.
     """
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 32, scales: int = 1):
         super().__init__()
+        if not isinstance(scales, int) or not 1 <= scales <= 4:
+            raise ValueError(f"discriminator scales must be a whole number in 1..4, got {scales!r}")
+        self.net = self._branch(width)
+        self.coarser = nn.ModuleList(self._branch(width) for _ in range(scales - 1))
+
+    @staticmethod
+    def _branch(w: int) -> nn.Sequential:
         sn = nn.utils.parametrizations.spectral_norm
-        w = width
         chans = [6, w, 2 * w, 4 * w, 4 * w]
         layers = []
         for a, b in zip(chans[:-1], chans[1:]):
             layers += [sn(nn.Conv2d(a, b, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
         layers.append(sn(nn.Conv2d(chans[-1], 1, 3, padding=1)))
-        self.net = nn.Sequential(*layers)
+        return nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # inputs in [0, 1] -> [-1, 1]
-        return self.net(torch.cat([x, y], 1) * 2 - 1)
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        z = torch.cat([x, y], 1) * 2 - 1  # inputs in [0, 1] -> [-1, 1]
+        out = [self.net(z)]
+        for branch in self.coarser:
+            z = F.avg_pool2d(z, 3, stride=2, padding=1, count_include_pad=False)
+            out.append(branch(z))
+        return out
 
 
-def d_hinge(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """The discriminator's hinge loss: ``mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))``."""
-    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+def _scales(s) -> list:
+    return list(s) if isinstance(s, (list, tuple)) else [s]
 
 
-def g_hinge(fake: torch.Tensor) -> torch.Tensor:
-    """The generator's adversarial loss: ``-mean(D(fake))``."""
-    return -fake.mean()
+def d_hinge(real, fake) -> torch.Tensor:
+    """The discriminator's hinge loss: ``mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))``, averaged over
+    the scales when given lists of score maps (:class:`PatchDiscriminator`)."""
+    real, fake = _scales(real), _scales(fake)
+    return sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real, fake, strict=True)) / len(real)
+
+
+def g_hinge(fake) -> torch.Tensor:
+    """The generator's adversarial loss: ``-mean(D(fake))``, averaged over the scales of a list."""
+    fake = _scales(fake)
+    return -sum(f.mean() for f in fake) / len(fake)

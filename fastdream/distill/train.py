@@ -124,7 +124,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.5, 0.99))
     disc = d_opt = None
     if cfg.adversarial_weight > 0:
-        disc = PatchDiscriminator(cfg.disc_width).to(dev)
+        disc = PatchDiscriminator(cfg.disc_width, cfg.disc_scales).to(dev)
         d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.99))
     start, history = 0, []
     if resume and out.exists():
@@ -136,6 +136,11 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
         if ck["optimizer"]:
             opt.load_state_dict(ck["optimizer"])
         if disc is not None and "discriminator" in ck:
+            tc = ck.get("train_config") or {}
+            if (tc.get("disc_width", 32), tc.get("disc_scales", 1)) != (cfg.disc_width, cfg.disc_scales):
+                raise InputError(f"{out}: its discriminator has width {tc.get('disc_width', 32)} and "
+                                 f"{tc.get('disc_scales', 1)} scale(s), not {cfg.disc_width} and {cfg.disc_scales}; "
+                                 "resume with the checkpoint's --disc-width and --disc-scales")
             disc.load_state_dict(ck["discriminator"])
             if ck.get("d_optimizer"):
                 d_opt.load_state_dict(ck["d_optimizer"])
