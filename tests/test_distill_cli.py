@@ -208,6 +208,9 @@ def test_distill_train_bad_data(tmp_path, capsys):
     (tmp_path / "d").mkdir()
     fails_cleanly(["distill", "train", tmp_path / "d", "-o", tmp_path / "f.pt"], capsys, tmp_path / "f.pt",
                   "not a fastdream dataset")
+    for bad in ("5", "0", "two"):
+        fails_cleanly(["distill", "train", tmp_path / "d", "-o", tmp_path / "f.pt", "--disc-scales", bad], capsys,
+                      tmp_path / "f.pt", "--disc-scales")
 
 
 def test_video_frame_processor_uses_the_filter_runner():
