@@ -593,6 +593,87 @@ def test_half_size_output_stage_is_the_full_size_one(gen, padding, coarse):
     assert g.tail is None  # built from the weights of the moment: training drops it
 
 
+@pytest.mark.parametrize("padding", ["zeros", "replicate"])
+def test_phases_output_stage_grows_from_the_resize_stage(gen, padding):
+    """output="phases": 12 free channels at half size, pixel-shuffled. Grown from a trained resize stage
+    (load_generator) it draws the same picture inside the one-pixel border; its phases are then free to
+    differ between neighbouring pixels, which the resize stage's cannot beyond a fixed filter of x."""
+    cfg = dict(width=4, blocks=1, deep=8, mid_blocks=1, version=3, padding=padding)
+    a = build_generator(GeneratorConfig(**cfg)).eval()
+    with torch.no_grad():
+        for n, p in a.named_parameters():
+            if not n.startswith("encoder."):
+                p.normal_(0, 0.3, generator=gen)
+    b = build_generator(GeneratorConfig(**cfg, output="phases")).eval()
+    x0 = torch.rand(1, 3, 48, 64, generator=gen)
+    with torch.no_grad():
+        assert torch.equal(b(x0), x0)  # untrained: the identity
+    b.load_generator(a)
+    assert b.out is None and b.half_size_output().tail is None  # already at half size: nothing to swap in
+    for n, h, w in [(2, 64, 96), (1, 37, 50)]:
+        x = torch.rand(n, 3, h, w, generator=gen)
+        with torch.no_grad():
+            want, got = a(x), b(x)
+        assert float((want - x).abs().mean()) > 0.05
+        assert float((got - want)[..., 1:-1, 1:-1].abs().max()) < 1e-5
+        if padding == "replicate":  # edge padding at both sizes: the border agrees too
+            assert float((got - want).abs().max()) < 1e-5
+    # one phase changed alone moves every 2x2 block's pixel of that phase, not its neighbours
+    c = build_generator(GeneratorConfig(**cfg, output="phases")).eval()  # the identity, far from the clamp
+    x = torch.full((1, 3, 32, 32), 0.5)
+    with torch.no_grad():
+        c.out_phases.bias[0] += 0.1  # colour 0, phase (0, 0)
+        moved = (c(x) - x)[0, 0]
+    assert torch.allclose(moved[0::2, 0::2], torch.full((16, 16), 0.1), atol=1e-5)
+    assert float(moved[1::2].abs().max()) == 0 and float(moved[:, 1::2].abs().max()) == 0
+    with pytest.raises(ValueError, match="cannot become"):
+        a.load_generator(b)
+    with pytest.raises(FastdreamError, match="output stage must be one of resize, phases"):
+        GeneratorConfig(**{**cfg, "output": "shuffle"}).validate()
+    with pytest.raises(FastdreamError, match="phases output stage is for the v3"):
+        GeneratorConfig(width=4, blocks=1, deep=8, version=2, output="phases").validate()
+
+
+def test_phases_filter_exports_re_exports_and_grows_by_init(pairs, tmp_path, gen):
+    """A phases filter through ONNX Runtime (the same pictures as torch), rebuilt from its file by
+    `fastdream export`, and `--init FILTER --output-stage phases` growing a resize filter's stage."""
+    pytest.importorskip("onnxruntime")
+    from fastdream.distill.export import export_onnx, generator_from_onnx
+    from fastdream.distill.runtime import FilterRunner
+
+    v3 = dict(TINY, version=3, width=4, deep=8, blocks=1, mid_blocks=1, steps=1, lr=1e-12)
+    train(pairs, tmp_path / "r.pt", TrainConfig(**v3))
+    ck = read_checkpoint(tmp_path / "r.pt")
+    g = build_generator(GeneratorConfig(**ck["generator"]), pretrained=True)
+    g.load_state_dict(ck["model"])
+    with torch.no_grad():
+        for n, p in g.named_parameters():
+            if not n.startswith("encoder."):
+                p.normal_(0, 0.2, generator=gen)
+    save_checkpoint(tmp_path / "r.pt", g, None, 1, TrainConfig(**v3), {"preset": "classic"}, [])
+    export_onnx(tmp_path / "r.pt", tmp_path / "r.onnx")
+    # grow: the layout from the file, the stage from the command line
+    out = tmp_path / "p.pt"
+    train(pairs, out, TrainConfig(**{**v3, "init": str(tmp_path / "r.onnx"), "output": "phases"}))
+    ck = read_checkpoint(out)
+    assert ck["generator"]["output"] == "phases" and "out_phases.weight" in ck["model"] and "out.weight" not in ck["model"]
+    export_onnx(out, tmp_path / "p.onnx")
+    p = build_generator(GeneratorConfig(**ck["generator"]), pretrained=True).eval()
+    p.load_state_dict(ck["model"])
+    x = torch.rand(1, 3, 64, 96, generator=gen)
+    with torch.no_grad():
+        want = p(x)
+    got = torch.from_numpy(FilterRunner(tmp_path / "p.onnx").run_numpy(x.numpy()))
+    assert float((want - x).abs().mean()) > 1e-2 and float((got - want).abs().max()) < 1e-4
+    with torch.no_grad():  # the resize filter's picture inside the border (1e-12 learning rate: one step moves nothing)
+        assert float((want - g.eval()(x))[..., 1:-1, 1:-1].abs().max()) < 1e-4
+    rebuilt, meta = generator_from_onnx(tmp_path / "p.onnx")
+    assert rebuilt.config.output == "phases" and '"output": "phases"' in meta["fastdream.arch"]
+    # a phases filter stays one: the same command line without --output-stage resumes it
+    res = train(pairs, out, TrainConfig(**{**v3, "steps": 2, "init": str(tmp_path / "p.onnx")}), resume=True)
+    assert res["start_step"] == 1
+
+
 def test_shipped_float_filter_is_re_exported_with_the_same_pictures(tmp_path, gen, capsys):
     """`fastdream export fast -o F.onnx`: the shipped filter rebuilt from its weights and exported again,
     metadata kept, the same outputs; refusals for files that cannot be rebuilt."""

@@ -79,6 +79,11 @@ def add_parser(sub):
     t.add_argument("--coarse", action="store_true",
                    help="v3: the encoder also reads the picture at half size, its features joined at 1/16 "
                         "(the teacher's coarse octaves draw larger structures; a quarter more encoder time)")
+    t.add_argument("--output-stage", choices=["resize", "phases"], default=D.output,
+                   help="v3: resize, the half-size change resized and convolved at full size (smooth between "
+                        "neighbouring pixels); phases, 12 free channels at half size pixel-shuffled into each 2x2 "
+                        "block (pixel-fine detail, the same cost). With --init a resize filter grows into phases "
+                        f"(default: {D.output})")
     t.add_argument("--width", type=number(int, 4, 256), default=D.width, help="generator width")
     t.add_argument("--blocks", type=number(int, 0, 32), default=D.blocks,
                    help="residual blocks at the coarsest resolution")
@@ -144,7 +149,8 @@ def add_parser(sub):
     t.add_argument("--init", metavar="FILTER",
                    help="start from the weights of an exported float filter (an .onnx file or a shipped filter's "
                         "name, e.g. default): fine-tune it on these pairs. Its layout (--arch, --width, --deep, "
-                        "--blocks, --mid-blocks, --coarse, --padding) is taken from the file; with --resume only the layout")
+                        "--blocks, --mid-blocks, --coarse, --padding) is taken from the file (--output-stage phases may grow a "
+                        "resize filter's stage); with --resume only the layout")
     t.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="same seed, same training")
     t.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads per process (default: torch's choice)")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -246,7 +252,7 @@ def run_train(args) -> int:
     _check_report(args.report)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, width=args.width,
                       blocks=args.blocks, version=int(args.arch[1:]), deep=args.deep, mid_blocks=args.mid_blocks,
-                      train_encoder=args.train_encoder, coarse=args.coarse, adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
+                      train_encoder=args.train_encoder, coarse=args.coarse, output=args.output_stage, adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
                       disc_width=args.disc_width, disc_scales=args.disc_scales, disc_lr=args.disc_lr, device=args.device, until=args.until,
                       pixel_weight=args.pixel_weight, feature_weight=args.feature_weight,
                       objective_weight=args.objective_weight, loss_margin=args.loss_margin,

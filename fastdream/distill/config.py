@@ -23,6 +23,7 @@ class TrainConfig:
     mid_blocks: int = 2
     train_encoder: bool = False  # v3: the encoder's weights learn too (default: the backbone's, frozen)
     coarse: bool = False        # v3: a second encoder pass at half size, joined at 1/16 (GeneratorConfig.coarse)
+    output: str = "resize"      # v3: the output stage, resize | phases (GeneratorConfig.output)
     padding: str = "zeros"
     pixel_weight: float = 1.0
     feature_weight: float = 1.0
@@ -97,6 +98,10 @@ class TrainConfig:
             raise FastdreamError(f"until must be a step in 1..{self.steps}, got {self.until!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise FastdreamError(f"training device must be auto, cpu or cuda, got {self.device!r}")
+        if not self.init:  # with --init the layout comes from the file (checked by validate_layout then)
+            self.validate_layout()
+
+    def validate_layout(self) -> None:
         self.generator().validate()
         if self.train_encoder and self.version != 3:
             raise FastdreamError("--train-encoder is for the v3 generator, whose encoder is the backbone's blocks")
@@ -106,7 +111,8 @@ class TrainConfig:
         from fastdream.distill.generator import GeneratorConfig
 
         return GeneratorConfig(width=self.width, blocks=self.blocks, padding=self.padding, version=self.version,
-                               deep=self.deep, mid_blocks=self.mid_blocks, coarse=self.coarse)
+                               deep=self.deep, mid_blocks=self.mid_blocks, coarse=self.coarse,
+                               output=self.output)
 
     def lr_at(self, step: int) -> float:
         t = min(1.0, step / max(1, self.steps))

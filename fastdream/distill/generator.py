@@ -47,6 +47,7 @@ ARCH = "fastdream-dreamnet-v2"          # what `distill train` makes by default
 ARCHS = ("fastdream-dreamnet-v1", ARCH, "fastdream-dreamnet-v3")  # what checkpoints may hold (index: version - 1)
 STRIDE = 16  # total downsampling of the encoder (v1, v2: sizes need not be multiples of it; v3: padded to it)
 PADDINGS = ("zeros", "replicate")
+OUTPUT_STAGES = ("resize", "phases")
 
 
 @dataclasses.dataclass
@@ -59,6 +60,8 @@ class GeneratorConfig:
     deep: int = 128      # v2: channels at 1/16 resolution
     mid_blocks: int = 1  # v2: residual blocks at 1/8 resolution on the way up
     coarse: bool = False  # v3: the encoder also reads the picture at half size, its features join at 1/16
+    output: str = "resize"  # v3: resize (bilinear 2x, then 3x3 at full size) | phases (12 free phase channels
+                            # at half size, pixel-shuffled: full-resolution detail)
 
     def validate(self) -> None:
         if self.padding not in PADDINGS:
@@ -75,6 +78,10 @@ class GeneratorConfig:
             raise FastdreamError(f"generator mid blocks must be a whole number in 0..16, got {self.mid_blocks!r}")
         if self.coarse and self.version != 3:
             raise FastdreamError("the coarse (half-size) encoder pass is for the v3 generator")
+        if self.output not in OUTPUT_STAGES:
+            raise FastdreamError(f"generator output stage must be one of {', '.join(OUTPUT_STAGES)}, got {self.output!r}")
+        if self.output != "resize" and self.version != 3:
+            raise FastdreamError("the phases output stage is for the v3 generator")
 
     @property
     def arch(self) -> str:
@@ -303,11 +310,19 @@ class DreamNetB(nn.Module):
               1x1 (4w→2w) → resize → + 1x1(e2) → relu(separable 3x3)               at 1/4
               1x1 (2w→w) → resize → + 1x1(e1) → relu(separable 3x3) → 1x1 (w→8)    at 1/2
               bilinear resize to H×W, beside x → 3x3 (11→3) = delta               at 1/1
+              (output="phases": 3x3 (8→12) at 1/2, pixel shuffle, + 3x3 (3→3) of x = delta)
         out = clamp(x + delta, 0, 1)
 
     The output is a resize-then-convolve at full resolution (no pixel shuffle: the second layout's
     2-pixel grid came from it), and the picture itself enters the last convolution, so the change can
     follow its edges. About 24 ms of its time at 640x480 on this CPU is the encoder.
+
+    ``output="phases"`` frees the output stage: the resize-then-convolve stage is, computed at half size
+    (:class:`HalfSizeOutput`), a 3x3 convolution to 12 channels (4 phases x 3 colours) whose weights are
+    tied to the 3x3 kernel through the resize's taps, so the change is smooth between neighbouring
+    pixels except for what a fixed filter of the picture adds. Untied, each 2x2 block of the output is
+    drawn from the half-size map freely: the teacher's pixel-fine detail becomes drawable at the same
+    cost. :meth:`load_generator` converts a trained resize stage into it.
 
     With ``coarse`` the encoder makes a second pass over the picture at half size (2x2 mean), and its
     block9 features (at 1/32) are lifted, resized to 1/16 and added before the residual blocks::
@@ -349,9 +364,17 @@ class DreamNetB(nn.Module):
         self.skip1 = nn.Conv2d(c1, w, 1)
         self.dec1 = SeparableConv(w, w, padding=pad)
         self.head = nn.Conv2d(w, 8, 1)
-        self.out = nn.Conv2d(8 + 3, 3, 3, padding=1, padding_mode=pad)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.out = self.out_phases = self.out_picture = None
+        if self.config.output == "phases":  # each 2x2 output block drawn from the half-size map freely
+            self.out_phases = nn.Conv2d(8, 12, 3)
+            self.out_picture = nn.Conv2d(3, 3, 3, padding=1, padding_mode=pad, bias=False)
+            outs = [self.out_phases, self.out_picture]
+        else:
+            self.out = nn.Conv2d(8 + 3, 3, 3, padding=1, padding_mode=pad)
+            outs = [self.out]
+        for m in outs:  # zero at initialization: the untrained filter is the identity
+            for t in m.parameters():
+                nn.init.zeros_(t)
         self.tail: HalfSizeOutput | None = None
         self.train_encoder(False)
 
@@ -373,7 +396,23 @@ class DreamNetB(nn.Module):
         """Compute the output stage at half size from now on (:class:`HalfSizeOutput`: the same numbers,
         less time; what ``fastdream export`` traces). Built from the current weights, for inference only:
         ``train()`` drops it."""
-        self.tail = HalfSizeOutput(self.out, self.head.out_channels, self.config.padding)
+        if self.out is not None:  # the phases stage is at half size already
+            self.tail = HalfSizeOutput(self.out, self.head.out_channels, self.config.padding)
+        return self
+
+    def load_generator(self, other: "DreamNetB") -> "DreamNetB":
+        """Take ``other``'s weights. A ``resize`` output stage becomes this one's ``phases`` stage through
+        :class:`HalfSizeOutput`'s phase kernel (the same pictures but along the one-pixel border), so a
+        trained filter can grow the freer stage and go on training from where it was."""
+        state = other.state_dict()
+        if self.config.output == "phases" and other.config.output == "resize":
+            tail = HalfSizeOutput(other.out, other.head.out_channels, other.config.padding)
+            state = {k: v for k, v in state.items() if not k.startswith("out.")}
+            state.update({"out_phases.weight": tail.kernel, "out_phases.bias": tail.bias,
+                          "out_picture.weight": tail.wx})
+        elif self.config.output != other.config.output:
+            raise ValueError(f"a {other.config.output} output stage cannot become a {self.config.output} one")
+        self.load_state_dict(state)
         return self
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -401,7 +440,10 @@ class DreamNetB(nn.Module):
         y = F.relu(self.dec2(_resize_to(self.reduce3(y), e2) + self.skip2(e2)))   # [B, 2w, H/4, W/4]
         y = F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + self.skip1(e1)))   # [B, w, H/2, W/2]
         y = self.head(y)                                                  # [B, 8, H/2, W/2]
-        if self.tail is not None:                                         # the same, computed at half size
+        if self.out_phases is not None:                                   # 4 phases x 3 colours at 1/2
+            delta = (F.pixel_shuffle(self.out_phases(F.pad(y, (1, 1, 1, 1), mode="replicate")), 2)
+                     + self.out_picture(xp))
+        elif self.tail is not None:                                       # the same, computed at half size
             delta = self.tail(y, xp)
         else:
             delta = self.out(torch.cat([_resize_to(y, xp), xp], 1))       # [B, 3, H, W]

@@ -104,7 +104,9 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
         start_from, _ = generator_from_onnx(cfg.init)
         g = start_from.config
         cfg = dataclasses.replace(cfg, version=g.version, width=g.width, blocks=g.blocks, deep=g.deep,
-                                  mid_blocks=g.mid_blocks, coarse=g.coarse, padding=g.padding)
+                                  mid_blocks=g.mid_blocks, coarse=g.coarse, padding=g.padding,
+                                  output="phases" if "phases" in (g.output, cfg.output) else g.output)
+        cfg.validate_layout()
         if resume and out.exists():
             start_from = None
         else:
@@ -112,8 +114,8 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     init_group(place)
     torch.manual_seed(cfg.seed)
     model = build_generator(cfg.generator(), pretrained=True).to(dev)
-    if start_from is not None:
-        model.load_state_dict(start_from.state_dict())
+    if start_from is not None:  # (a resize output stage may grow into a phases one)
+        model.load_generator(start_from)
     if cfg.train_encoder:
         model.train_encoder(True)
     enc = list(model.encoder.parameters()) if cfg.version == 3 else []  # v3: the backbone's blocks learn slower

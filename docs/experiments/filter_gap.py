@@ -1,0 +1,95 @@
+"""What the judge's distances ask of a filter: the teacher's own dream, degraded in known ways, judged
+like a filter's output (EfficientNet-Lite2 mimicry ratios against the teacher's dream, as
+``fastdream distill eval`` gives them).
+
+Reads the pictures ``fastdream distill eval ... --save DIR`` wrote (``NAME_input.png``,
+``NAME_teacher.png``, ``NAME_filter.png``) and judges, for every photo:
+
+- the filter's output (the eval's own figure, recomputed);
+- the teacher's change scaled by 0.75 and 0.5 (a lighter dream with every structure in place);
+- the teacher's dream blurred (Gaussian, sigma 1 and 2 pixels) and at half resolution (2x down with
+  antialiasing, then up): its structures in place, its finest detail gone;
+- the teacher's change shifted by 8 pixels (every structure drawn, each in a slightly wrong place);
+- the filter's change plus the teacher's change blurred at sigma 4 (the filter given the teacher's
+  large structures): how much of the gap is the large structures.
+
+    python docs/experiments/filter_gap.py build/eval/NAME --json docs/experiments/results/filter_gap.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from fastdream.metrics import Judge
+
+
+def load(p: pathlib.Path) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(Image.open(p).convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    r = int(3 * sigma + 0.5)
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3)
+    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3)
+
+
+def variants(x, t, f):
+    d = t - x
+    half = F.interpolate(F.interpolate(t, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False),
+                         size=t.shape[-2:], mode="bilinear", align_corners=False)
+    shifted = x + torch.roll(d, shifts=(8, 8), dims=(-2, -1))
+    return {
+        "filter": f,
+        "teacher change x0.75": x + 0.75 * d,
+        "teacher change x0.5": x + 0.5 * d,
+        "teacher blurred sigma 1": blur(t, 1.0),
+        "teacher blurred sigma 2": blur(t, 2.0),
+        "teacher at half resolution": half,
+        "teacher change shifted 8 px": shifted,
+        "filter + teacher change blurred sigma 4": f + blur(d, 4.0),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", type=pathlib.Path, help="a `fastdream distill eval --save` folder")
+    ap.add_argument("--json", type=pathlib.Path)
+    args = ap.parse_args(argv)
+    names = sorted(p.name[:-len("_teacher.png")] for p in args.folder.glob("*_teacher.png"))
+    if not names:
+        print(f"{args.folder}: no *_teacher.png pictures (run fastdream distill eval --save there)", file=sys.stderr)
+        return 2
+    torch.set_grad_enabled(False)
+    judge = Judge()
+    rows = {}
+    for n in names:
+        x, t, f = (load(args.folder / f"{n}_{k}.png") for k in ("input", "teacher", "filter"))
+        for k, v in variants(x, t, f).items():
+            d, g = judge.mimicry(v.clamp(0, 1), t, x)
+            rows.setdefault(k, []).append((d, g))
+        print(n, file=sys.stderr)
+    summary = {k: {"lpips_ratio": float(np.mean([a for a, _ in v])), "gram_ratio": float(np.mean([b for _, b in v]))}
+               for k, v in rows.items()}
+    for k, v in summary.items():
+        print(f"{k:45s} LPIPS-style {v['lpips_ratio']:.3f}  Gram {v['gram_ratio']:.3f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"folder": str(args.folder.name), "pictures": names, "summary": summary,
+                                         "per_picture": {k: [[round(a, 4), round(b, 4)] for a, b in v]
+                                                         for k, v in rows.items()}}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
