@@ -667,6 +667,11 @@ def test_phases_filter_exports_re_exports_and_grows_by_init(pairs, tmp_path, gen
     assert float((want - x).abs().mean()) > 1e-2 and float((got - want).abs().max()) < 1e-4
     with torch.no_grad():  # the resize filter's picture inside the border (1e-12 learning rate: one step moves nothing)
         assert float((want - g.eval()(x))[..., 1:-1, 1:-1].abs().max()) < 1e-4
+    import onnx
+    from fastdream.distill.quantize import float_tail
+
+    kept = float_tail(onnx.load(str(tmp_path / "p.onnx")))  # 8 bits: the whole output stage stays in float
+    assert any(n.startswith("/out_picture/") for n in kept) and any(n.startswith("/out_phases/") for n in kept)
     rebuilt, meta = generator_from_onnx(tmp_path / "p.onnx")
     assert rebuilt.config.output == "phases" and '"output": "phases"' in meta["fastdream.arch"]
     # a phases filter stays one: the same command line without --output-stage resumes it

@@ -36,9 +36,10 @@ from fastdream.errors import FastdreamError, InputError
 
 # the first stage of the decoder kept in float, with everything computed from it
 FLOAT_FROM = "/dec2/"
-# the half-size output stage of an export (fastdream.distill.generator.HalfSizeOutput), kept in float whole:
-# its convolution of the picture itself is computed from the input, not from dec2
-FLOAT_ALSO = "/tail/"
+# the output stage's convolutions of the picture itself, computed from the input, not from dec2, kept in
+# float: the half-size stage of a resize export (fastdream.distill.generator.HalfSizeOutput, whole) and the
+# phases stage's picture convolution
+FLOAT_ALSO = ("/tail/", "/out_picture/")
 PERCENTILE = 99.99
 # the quantized filter must stay this close to the float one on its calibration photos (mean PSNR)
 MIN_PSNR_DB = 25.0
@@ -56,7 +57,7 @@ def float_tail(model) -> list[str]:
     tainted = {o for n in start for o in n.output}
     keep = []
     for n in model.graph.node:  # nodes are in topological order
-        if n.name.startswith((FLOAT_FROM, FLOAT_ALSO)) or any(i in tainted for i in n.input):
+        if n.name.startswith((FLOAT_FROM, *FLOAT_ALSO)) or any(i in tainted for i in n.input):
             tainted.update(n.output)
             keep.append(n.name)
     return keep
