@@ -860,6 +860,35 @@ def test_multiscale_discriminator_sees_the_pair_shrunk(gen):
         PatchDiscriminator(8, scales=0)
 
 
+def test_grid_excess_sees_a_pattern_fixed_to_the_pixel_grid_not_texture(gen):
+    """A 2x2-periodic pattern (what free output phases can draw) is measured; texture of the same
+    amplitude whose details change sign from block to block mostly averages away; a grid the target
+    has too costs nothing."""
+    from fastdream.distill.losses import grid_excess, phase_grid
+
+    flat = torch.full((1, 3, 64, 64), 0.5)
+    checker = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(32, 32) * 0.01
+    grid = flat + checker
+    noise = flat + 0.01 * torch.sign(torch.randn(1, 3, 64, 64, generator=gen))
+    assert float(grid_excess(grid, flat)) == pytest.approx(1 / 3, rel=1e-4)   # the scale the docstring gives
+    stripes = flat + torch.tensor([1.0, -1.0]).repeat(64, 32) * 0.01
+    assert float(grid_excess(stripes, flat)) == pytest.approx(1 / 3, rel=1e-4)
+    assert float(grid_excess(noise, flat)) < 0.1
+    assert float(grid_excess(grid, grid)) == 0.0 and float(grid_excess(flat, grid)) == 0.0
+    assert phase_grid(torch.rand(2, 3, 37, 50, generator=gen)).shape == (2, 9, 3, 4)
+    # only the stripe of the picture that holds the grid counts, block by block
+    half = flat.clone()
+    half[..., :32, :] += checker[:32]
+    assert float(grid_excess(half, flat)) == pytest.approx(1 / 6, rel=1e-4)
+
+
+def test_training_with_the_grid_term(pairs, tmp_path):
+    res = train(pairs, tmp_path / "g.pt", TrainConfig(**{**TINY, "steps": 1, "grid_weight": 2.0}))
+    assert "grid" in res["last_losses"] and res["last_losses"]["grid"] >= 0
+    with pytest.raises(FastdreamError, match="grid_weight must be >= 0"):
+        TrainConfig(**{**TINY, "grid_weight": -1.0}).validate()
+
+
 def test_training_with_the_discriminator_resumes_exactly(pairs, tmp_path):
     cfg = dict(TINY, adversarial_weight=0.5, adversarial_start=1, disc_width=4, steps=4)
     full = tmp_path / "full.pt"

@@ -135,6 +135,10 @@ def add_parser(sub):
     t.add_argument("--loss-margin", type=number(int, 0, 4096), default=D.loss_margin,
                    help="the backbone terms see each crop mirrored outwards by this many pixels, so the filter's borders "
                         "are trained like the rest and frames along them earn nothing")
+    t.add_argument("--grid-weight", type=number(float, 0), default=D.grid_weight,
+                   help="penalize a pattern fixed to the output's 2-pixel grid (2x2 Haar details averaged over "
+                        "8x8 blocks) beyond the teacher's: for --output-stage phases, whose free phases can draw "
+                        f"one (default {D.grid_weight})")
     t.add_argument("--temporal-weight", type=number(float, 0), default=D.temporal_weight,
                    help="consistency of the output on crops shifted by a few pixels (stable video; default "
                         f"{D.temporal_weight})")
@@ -264,7 +268,7 @@ def run_train(args) -> int:
                       style_layers=[s for s in args.style_layers.split(",") if s.strip()],
                       feature_layers=[s for s in args.feature_layers.split(",") if s.strip()],
                       feature_norm=args.feature_norm,
-                      temporal_weight=args.temporal_weight, val_every=args.val_every, eval_every=args.eval_every,
+                      temporal_weight=args.temporal_weight, grid_weight=args.grid_weight, val_every=args.val_every, eval_every=args.eval_every,
                       save_every=args.save_every, seed=args.seed, init=args.init,
                       precision=resolve_precision(args, "cuda" if args.device == "cuda" else "cpu"))
     import os

@@ -42,6 +42,7 @@ class TrainConfig:
     style_layers: list = dataclasses.field(default_factory=lambda: ["block2", "block5", "block9"])
     loss_margin: int = 16       # the backbone terms see each crop mirrored outwards by this many pixels
     temporal_weight: float = 0.5  # shift consistency (stable video; the filter follows the picture, not the grid)
+    grid_weight: float = 0.0    # the output's 2-pixel grid beyond the teacher's (losses.grid_excess)
     temporal_shift: int = 6
     photos: str | None = None   # a folder of photos: `unpaired` more crops per step climb the objective only
     unpaired: int = 0
@@ -63,7 +64,7 @@ class TrainConfig:
             raise FastdreamError(f"learning rate must be positive, got {self.lr!r}")
         if not (0 < self.objective_target <= 10 and math.isfinite(self.objective_target)):
             raise FastdreamError(f"objective target must be in (0, 10], got {self.objective_target!r}")
-        for name in ("pixel_weight", "feature_weight", "objective_weight", "style_weight", "temporal_weight",
+        for name in ("pixel_weight", "feature_weight", "objective_weight", "style_weight", "temporal_weight", "grid_weight",
                      "adversarial_weight"):
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):

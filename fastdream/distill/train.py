@@ -11,6 +11,7 @@ Loss per batch (``G`` the generator, ``x`` input crops, ``y`` the teacher's drea
           per patch p of ``objective_patch`` pixels, and per channel with ``objective_channels``)
     + objective_weight * shortfall(obj_p(G(u)), target * gain * obj_p(u))   (``unpaired`` photo crops u)
     + temporal_weight * L1 over the overlap of G(x) and G(x shifted by a few pixels)
+    + grid_weight * the 2-pixel grid of G(x) beyond y's          (``losses.grid_excess``)
 
 ``D`` is a conditional patch discriminator (``distill.losses.PatchDiscriminator``) trained beside the
 generator with the hinge loss on (photo, teacher dream) against (photo, filter output): pixel and
@@ -39,7 +40,7 @@ from fastdream.distill.checkpoint import read_checkpoint, save_checkpoint
 from fastdream.distill.config import TrainConfig
 from fastdream.distill.data import PairSet, PhotoSet
 from fastdream.distill.generator import GeneratorConfig, build_generator, count_params
-from fastdream.distill.losses import FeatureLoss, PatchDiscriminator, d_hinge, g_hinge
+from fastdream.distill.losses import FeatureLoss, PatchDiscriminator, d_hinge, g_hinge, grid_excess
 from fastdream.distill.parallel import barrier, init_group, placement, wrap
 from fastdream.errors import InputError
 from fastdream.precision import resolve_precision
@@ -219,6 +220,10 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
             la = g_hinge(dnet(xa, o))
             loss = loss + cfg.adversarial_weight * la
             terms["adversarial"] = float(la.detach())
+        if cfg.grid_weight > 0:
+            lg = grid_excess(o, ya)
+            loss = loss + cfg.grid_weight * lg
+            terms["grid"] = float(lg.detach())
         if photos is not None:
             lu = feat.climb(ou, xu, gain)
             loss = loss + cfg.objective_weight * lu
