@@ -634,6 +634,41 @@ def test_phases_output_stage_grows_from_the_resize_stage(gen, padding):
         GeneratorConfig(width=4, blocks=1, deep=8, version=2, output="phases").validate()
 
 
+def test_fine_blocks_grow_as_the_identity_and_export(gen, tmp_path):
+    """fine_blocks: residual blocks after the decoder's 1/4 and 1/2 stages. A filter grown with them draws
+    the same picture until they learn; refusals for shrinking and for other generators; through ONNX."""
+    pytest.importorskip("onnxruntime")
+    from fastdream.distill.export import export_onnx
+    from fastdream.distill.runtime import FilterRunner
+
+    cfg = dict(width=4, blocks=1, deep=8, mid_blocks=1, version=3)
+    a = build_generator(GeneratorConfig(**cfg)).eval()
+    with torch.no_grad():
+        for n, p in a.named_parameters():
+            if not n.startswith("encoder."):
+                p.normal_(0, 0.3, generator=gen)
+    b = build_generator(GeneratorConfig(**cfg, fine_blocks=2)).eval().load_generator(a)
+    assert len(b.fine2) == len(b.fine1) == 2 and b.fine2[0].conv1.pointwise.in_channels == 8
+    x = torch.rand(1, 3, 64, 96, generator=gen)
+    with torch.no_grad():
+        assert float((b(x) - a(x)).abs().max()) < 1e-6  # grown: the same filter
+        for n, p in b.named_parameters():
+            if n.startswith(("fine1.", "fine2.")):
+                p.normal_(0, 0.3, generator=gen)
+        changed, before = b(x), a(x)
+    assert float((changed - before).abs().mean()) > 1e-3  # and the blocks can change it
+    with pytest.raises(ValueError, match="cannot become"):
+        a.load_generator(b)
+    with pytest.raises(FastdreamError, match="fine blocks are for the v3"):
+        GeneratorConfig(width=4, blocks=1, deep=8, version=2, fine_blocks=1).validate()
+    with pytest.raises(FastdreamError, match="fine blocks must be a whole number in 0..8"):
+        GeneratorConfig(**cfg, fine_blocks=9).validate()
+    save_checkpoint(tmp_path / "f.pt", b, None, 1, TrainConfig(**cfg, fine_blocks=2), {"preset": "classic"}, [])
+    export_onnx(tmp_path / "f.pt", tmp_path / "f.onnx")
+    got = FilterRunner(tmp_path / "f.onnx").run_numpy(x.numpy())
+    assert float(np.abs(got - changed.numpy()).max()) < 1e-4
+
+
 def test_phases_filter_exports_re_exports_and_grows_by_init(pairs, tmp_path, gen):
     """A phases filter through ONNX Runtime (the same pictures as torch), rebuilt from its file by
     `fastdream export`, and `--init FILTER --output-stage phases` growing a resize filter's stage."""
@@ -674,6 +709,12 @@ def test_phases_filter_exports_re_exports_and_grows_by_init(pairs, tmp_path, gen
     assert any(n.startswith("/out_picture/") for n in kept) and any(n.startswith("/out_phases/") for n in kept)
     rebuilt, meta = generator_from_onnx(tmp_path / "p.onnx")
     assert rebuilt.config.output == "phases" and '"output": "phases"' in meta["fastdream.arch"]
+    # fine blocks grow the same way from the command line
+    out2 = tmp_path / "pf.pt"
+    train(pairs, out2, TrainConfig(**{**v3, "init": str(tmp_path / "p.onnx"), "fine_blocks": 1}))
+    ck2 = read_checkpoint(out2)
+    assert ck2["generator"]["fine_blocks"] == 1 and ck2["generator"]["output"] == "phases"
+    assert "fine1.0.conv2.pointwise.weight" in ck2["model"]
     # a phases filter stays one: the same command line without --output-stage resumes it
     res = train(pairs, out, TrainConfig(**{**v3, "steps": 2, "init": str(tmp_path / "p.onnx")}), resume=True)
     assert res["start_step"] == 1

@@ -13,6 +13,9 @@ Reads the pictures ``fastdream distill eval ... --save DIR`` wrote (``NAME_input
 - the filter's change plus the teacher's change blurred at sigma 4 (the filter given the teacher's
   large structures): how much of the gap is the large structures.
 
+Beside each: its 2-pixel grid (``fastdream.distill.losses.phase_grid``, mean, x 1e4), which a filter
+whose output phases are free can draw where the teacher has none.
+
     python docs/experiments/filter_gap.py build/eval/NAME --json docs/experiments/results/filter_gap.json
 """
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from fastdream.distill.losses import phase_grid
 from fastdream.metrics import Judge
 
 
@@ -76,17 +80,19 @@ def main(argv=None) -> int:
     for n in names:
         x, t, f = (load(args.folder / f"{n}_{k}.png") for k in ("input", "teacher", "filter"))
         for k, v in variants(x, t, f).items():
-            d, g = judge.mimicry(v.clamp(0, 1), t, x)
-            rows.setdefault(k, []).append((d, g))
+            v = v.clamp(0, 1)
+            d, g = judge.mimicry(v, t, x)
+            rows.setdefault(k, []).append((d, g, float(phase_grid(v).mean()) * 1e4))
+        rows.setdefault("teacher", []).append((0.0, 0.0, float(phase_grid(t).mean()) * 1e4))
         print(n, file=sys.stderr)
-    summary = {k: {"lpips_ratio": float(np.mean([a for a, _ in v])), "gram_ratio": float(np.mean([b for _, b in v]))}
-               for k, v in rows.items()}
+    summary = {k: {"lpips_ratio": float(np.mean([r[0] for r in v])), "gram_ratio": float(np.mean([r[1] for r in v])),
+                   "grid": float(np.mean([r[2] for r in v]))} for k, v in rows.items()}
     for k, v in summary.items():
-        print(f"{k:45s} LPIPS-style {v['lpips_ratio']:.3f}  Gram {v['gram_ratio']:.3f}")
+        print(f"{k:45s} LPIPS-style {v['lpips_ratio']:.3f}  Gram {v['gram_ratio']:.3f}  grid {v['grid']:.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"folder": str(args.folder.name), "pictures": names, "summary": summary,
-                                         "per_picture": {k: [[round(a, 4), round(b, 4)] for a, b in v]
+                                         "per_picture": {k: [[round(c, 4) for c in r] for r in v]
                                                          for k, v in rows.items()}}, indent=1))
     return 0
 

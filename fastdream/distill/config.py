@@ -24,6 +24,7 @@ class TrainConfig:
     train_encoder: bool = False  # v3: the encoder's weights learn too (default: the backbone's, frozen)
     coarse: bool = False        # v3: a second encoder pass at half size, joined at 1/16 (GeneratorConfig.coarse)
     output: str = "resize"      # v3: the output stage, resize | phases (GeneratorConfig.output)
+    fine_blocks: int = 0        # v3: residual blocks after the decoder's 1/4 and 1/2 stages
     padding: str = "zeros"
     pixel_weight: float = 1.0
     feature_weight: float = 1.0
@@ -113,7 +114,7 @@ class TrainConfig:
 
         return GeneratorConfig(width=self.width, blocks=self.blocks, padding=self.padding, version=self.version,
                                deep=self.deep, mid_blocks=self.mid_blocks, coarse=self.coarse,
-                               output=self.output)
+                               output=self.output, fine_blocks=self.fine_blocks)
 
     def lr_at(self, step: int) -> float:
         t = min(1.0, step / max(1, self.steps))

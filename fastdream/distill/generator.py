@@ -60,6 +60,7 @@ class GeneratorConfig:
     deep: int = 128      # v2: channels at 1/16 resolution
     mid_blocks: int = 1  # v2: residual blocks at 1/8 resolution on the way up
     coarse: bool = False  # v3: the encoder also reads the picture at half size, its features join at 1/16
+    fine_blocks: int = 0  # v3: residual blocks after the decoder's 1/4 and 1/2 stages (each starts as the identity)
     output: str = "resize"  # v3: resize (bilinear 2x, then 3x3 at full size) | phases (12 free phase channels
                             # at half size, pixel-shuffled: full-resolution detail)
 
@@ -78,6 +79,10 @@ class GeneratorConfig:
             raise FastdreamError(f"generator mid blocks must be a whole number in 0..16, got {self.mid_blocks!r}")
         if self.coarse and self.version != 3:
             raise FastdreamError("the coarse (half-size) encoder pass is for the v3 generator")
+        if not isinstance(self.fine_blocks, int) or not 0 <= self.fine_blocks <= 8:
+            raise FastdreamError(f"generator fine blocks must be a whole number in 0..8, got {self.fine_blocks!r}")
+        if self.fine_blocks and self.version != 3:
+            raise FastdreamError("fine blocks are for the v3 generator")
         if self.output not in OUTPUT_STAGES:
             raise FastdreamError(f"generator output stage must be one of {', '.join(OUTPUT_STAGES)}, got {self.output!r}")
         if self.output != "resize" and self.version != 3:
@@ -309,6 +314,7 @@ class DreamNetB(nn.Module):
               1x1 (d→4w) → resize → + 1x1(e3) → mid_blocks × residual              at 1/8
               1x1 (4w→2w) → resize → + 1x1(e2) → relu(separable 3x3)               at 1/4
               1x1 (2w→w) → resize → + 1x1(e1) → relu(separable 3x3) → 1x1 (w→8)    at 1/2
+              (fine_blocks: that many residual separable blocks after the 1/4 and the 1/2 stage)
               bilinear resize to H×W, beside x → 3x3 (11→3) = delta               at 1/1
               (output="phases": 3x3 (8→12) at 1/2, pixel shuffle, + 3x3 (3→3) of x = delta)
         out = clamp(x + delta, 0, 1)
@@ -363,6 +369,11 @@ class DreamNetB(nn.Module):
         self.reduce2 = nn.Conv2d(2 * w, w, 1)
         self.skip1 = nn.Conv2d(c1, w, 1)
         self.dec1 = SeparableConv(w, w, padding=pad)
+        self.fine2 = nn.Sequential(*[ResidualBlock(2 * w, padding=pad) for _ in range(self.config.fine_blocks)])
+        self.fine1 = nn.Sequential(*[ResidualBlock(w, padding=pad) for _ in range(self.config.fine_blocks)])
+        for block in [*self.fine2, *self.fine1]:  # the identity at first: a trained filter can grow them
+            nn.init.zeros_(block.conv2.pointwise.weight)
+            nn.init.zeros_(block.conv2.pointwise.bias)
         self.head = nn.Conv2d(w, 8, 1)
         self.out = self.out_phases = self.out_picture = None
         if self.config.output == "phases":  # each 2x2 output block drawn from the half-size map freely
@@ -402,8 +413,9 @@ class DreamNetB(nn.Module):
 
     def load_generator(self, other: "DreamNetB") -> "DreamNetB":
         """Take ``other``'s weights. A ``resize`` output stage becomes this one's ``phases`` stage through
-        :class:`HalfSizeOutput`'s phase kernel (the same pictures but along the one-pixel border), so a
-        trained filter can grow the freer stage and go on training from where it was."""
+        :class:`HalfSizeOutput`'s phase kernel (the same pictures but along the one-pixel border), and fine
+        blocks that ``other`` lacks start as the identity, so a trained filter can grow either and go on
+        training from where it was."""
         state = other.state_dict()
         if self.config.output == "phases" and other.config.output == "resize":
             tail = HalfSizeOutput(other.out, other.head.out_channels, other.config.padding)
@@ -412,7 +424,12 @@ class DreamNetB(nn.Module):
                           "out_picture.weight": tail.wx})
         elif self.config.output != other.config.output:
             raise ValueError(f"a {other.config.output} output stage cannot become a {self.config.output} one")
-        self.load_state_dict(state)
+        if other.config.fine_blocks > self.config.fine_blocks:
+            raise ValueError(f"{other.config.fine_blocks} fine blocks cannot become {self.config.fine_blocks}")
+        grown = [k for k in self.state_dict() if k not in state and k.startswith(("fine1.", "fine2."))]
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if set(missing) != set(grown) or unexpected:
+            raise ValueError(f"weights that do not fit: missing {missing}, unexpected {unexpected}")
         return self
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -437,8 +454,8 @@ class DreamNetB(nn.Module):
             y = y + _resize_to(self.lift4_coarse(self._encode(F.avg_pool2d(xp, 2))[1][9]), e4)
         y = self.blocks(y)                                                # [B, d, H/16, W/16]
         y = self.mid(_resize_to(self.reduce4(y), e3) + self.skip3(e3))    # [B, 4w, H/8, W/8]
-        y = F.relu(self.dec2(_resize_to(self.reduce3(y), e2) + self.skip2(e2)))   # [B, 2w, H/4, W/4]
-        y = F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + self.skip1(e1)))   # [B, w, H/2, W/2]
+        y = self.fine2(F.relu(self.dec2(_resize_to(self.reduce3(y), e2) + self.skip2(e2))))   # [B, 2w, H/4, W/4]
+        y = self.fine1(F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + self.skip1(e1))))   # [B, w, H/2, W/2]
         y = self.head(y)                                                  # [B, 8, H/2, W/2]
         if self.out_phases is not None:                                   # 4 phases x 3 colours at 1/2
             delta = (F.pixel_shuffle(self.out_phases(F.pad(y, (1, 1, 1, 1), mode="replicate")), 2)

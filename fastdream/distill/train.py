@@ -106,7 +106,8 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
         g = start_from.config
         cfg = dataclasses.replace(cfg, version=g.version, width=g.width, blocks=g.blocks, deep=g.deep,
                                   mid_blocks=g.mid_blocks, coarse=g.coarse, padding=g.padding,
-                                  output="phases" if "phases" in (g.output, cfg.output) else g.output)
+                                  output="phases" if "phases" in (g.output, cfg.output) else g.output,
+                                  fine_blocks=max(g.fine_blocks, cfg.fine_blocks))
         cfg.validate_layout()
         if resume and out.exists():
             start_from = None
