@@ -296,6 +296,9 @@ def test_train_init_fine_tunes_a_shipped_filter(pairs, tmp_path):
     # the same command line resumes: the layout from the filter, the weights from the checkpoint
     res = train(pairs, out, TrainConfig(**{**TINY, "steps": 2, "init": "fast"}), resume=True)
     assert res["start_step"] == 1 and read_checkpoint(out)["step"] == 2
+    # a v2 filter (the shipped textures) too
+    train(pairs, tmp_path / "t.pt", TrainConfig(**{**TINY, "steps": 1, "lr": 1e-12, "init": "textures"}))
+    assert read_checkpoint(tmp_path / "t.pt")["generator"]["version"] == 2
     with pytest.raises(InputError, match="8-bit filter"):
         train(pairs, tmp_path / "q.pt", TrainConfig(**{**TINY, "steps": 1, "init": "fast-int8"}))
     assert not (tmp_path / "q.pt").exists()

@@ -327,8 +327,9 @@ class DreamNetB(nn.Module):
     (:class:`HalfSizeOutput`), a 3x3 convolution to 12 channels (4 phases x 3 colours) whose weights are
     tied to the 3x3 kernel through the resize's taps, so the change is smooth between neighbouring
     pixels except for what a fixed filter of the picture adds. Untied, each 2x2 block of the output is
-    drawn from the half-size map freely: the teacher's pixel-fine detail becomes drawable at the same
-    cost. :meth:`load_generator` converts a trained resize stage into it.
+    drawn from the half-size map freely, at the same cost. :meth:`load_generator` converts a trained
+    resize stage into it. (Measured in docs/distill.md: fine-tuned, it draws a pattern fixed to the
+    2-pixel grid unless ``--grid-weight`` holds it back, and then it is no closer to the teacher.)
 
     With ``coarse`` the encoder makes a second pass over the picture at half size (2x2 mean), and its
     block9 features (at 1/32) are lifted, resized to 1/16 and added before the residual blocks::

@@ -116,8 +116,11 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     init_group(place)
     torch.manual_seed(cfg.seed)
     model = build_generator(cfg.generator(), pretrained=True).to(dev)
-    if start_from is not None:  # (a resize output stage may grow into a phases one)
-        model.load_generator(start_from)
+    if start_from is not None:  # v3: a resize output stage may grow into a phases one, fine blocks be added
+        if cfg.version == 3:
+            model.load_generator(start_from)
+        else:
+            model.load_state_dict(start_from.state_dict())
     if cfg.train_encoder:
         model.train_encoder(True)
     enc = list(model.encoder.parameters()) if cfg.version == 3 else []  # v3: the backbone's blocks learn slower
