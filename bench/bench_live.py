@@ -30,7 +30,6 @@ import io
 import json
 import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,17 +40,6 @@ sys.path.insert(0, str(REPO / "bench"))
 
 def load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
-
-
-def lscpu_model() -> str | None:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in out.splitlines():
-        if line.lower().startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return None
 
 
 def photo_frame(name: str, size):
@@ -254,7 +242,7 @@ def main(argv=None) -> int:
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     tmp = pathlib.Path(args.keep) if args.keep else pathlib.Path(tempfile.mkdtemp(prefix="bench_live."))
     tmp.mkdir(parents=True, exist_ok=True)
-    md = {**metadata(), "lscpu_model": lscpu_model(), "load_at_start": load()}
+    md = {**metadata(), "load_at_start": load()}
     rec = {"bench": "live", "preset": "classic", "live": [], "camera": [], "per_frame": [], "still": [], "pan": []}
     t0 = time.perf_counter()
     ks = [int(k) for k in args.ks.split(",")]
