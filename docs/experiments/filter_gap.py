@@ -28,21 +28,20 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from fastdream.distill.losses import phase_grid
-from fastdream.metrics import Judge
+from fastdream.imageio import load_image
+from fastdream.metrics import Judge, gaussian_window
 
 
 def load(p: pathlib.Path) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(p).convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None]
+    return load_image(p)[0]
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian (fastdream.metrics' window, 3 sigma either side), edges mirrored."""
     r = int(3 * sigma + 0.5)
-    t = torch.arange(-r, r + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
+    k = gaussian_window(2 * r + 1, sigma, torch.float32)
     x = F.pad(x, (r, r, r, r), mode="reflect")
     x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3)
     return F.conv2d(x, k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3)

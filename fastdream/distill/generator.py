@@ -209,7 +209,16 @@ def _decode(net: nn.Module, y: torch.Tensor, e2: torch.Tensor, e1: torch.Tensor)
     return F.relu(net.dec1(_resize_to(net.reduce2(y), e1) + e1))
 
 
-class DreamGenerator(nn.Module):
+class _Generator(nn.Module):
+    """What every generator layout shares: taking another generator's weights (``--init``)."""
+
+    def load_generator(self, other: nn.Module) -> "_Generator":
+        """Take ``other``'s weights (a generator of the same layout)."""
+        self.load_state_dict(other.state_dict())
+        return self
+
+
+class DreamGenerator(_Generator):
     """Feed-forward dream filter. ``forward(x: [B, 3, H, W] in [0, 1]) -> [B, 3, H, W] in [0, 1]``.
 
     >>> g = DreamGenerator(GeneratorConfig(width=16, blocks=4))
@@ -239,7 +248,7 @@ class DreamGenerator(nn.Module):
         return torch.clamp(x + delta, 0.0, 1.0)
 
 
-class DreamNet(nn.Module):
+class DreamNet(_Generator):
     """The second-generation filter (``fastdream-dreamnet-v2``): room to draw the dream's structures.
 
     Layout (``width=w``, ``deep=d``; shapes for an input ``[B, 3, H, W]``)::
@@ -294,7 +303,7 @@ class DreamNet(nn.Module):
 ENCODER_BLOCKS = 10  # v3: the stem and block0..block9 of EfficientNet-Lite0 (block9: the classic dream's layer)
 
 
-class DreamNetB(nn.Module):
+class DreamNetB(_Generator):
     """The third-generation filter (``fastdream-dreamnet-v3``): the backbone's own blocks as the encoder.
 
     A dream is the backbone's gradient ascent, so where eyes and swirls grow is decided by the

@@ -116,11 +116,8 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     init_group(place)
     torch.manual_seed(cfg.seed)
     model = build_generator(cfg.generator(), pretrained=True).to(dev)
-    if start_from is not None:  # v3: a resize output stage may grow into a phases one, fine blocks be added
-        if cfg.version == 3:
-            model.load_generator(start_from)
-        else:
-            model.load_state_dict(start_from.state_dict())
+    if start_from is not None:  # (v3: a resize output stage may grow into a phases one, fine blocks be added)
+        model.load_generator(start_from)
     if cfg.train_encoder:
         model.train_encoder(True)
     enc = list(model.encoder.parameters()) if cfg.version == 3 else []  # v3: the backbone's blocks learn slower
@@ -143,11 +140,12 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
         if ck["optimizer"]:
             opt.load_state_dict(ck["optimizer"])
         if disc is not None and "discriminator" in ck:
-            tc = ck.get("train_config") or {}
-            if (tc.get("disc_width", 32), tc.get("disc_scales", 1)) != (cfg.disc_width, cfg.disc_scales):
-                raise InputError(f"{out}: its discriminator has width {tc.get('disc_width', 32)} and "
-                                 f"{tc.get('disc_scales', 1)} scale(s), not {cfg.disc_width} and {cfg.disc_scales}; "
-                                 "resume with the checkpoint's --disc-width and --disc-scales")
+            tc, d = ck.get("train_config") or {}, TrainConfig()  # fields added since: their defaults
+            width, scales = tc.get("disc_width", d.disc_width), tc.get("disc_scales", d.disc_scales)
+            if (width, scales) != (cfg.disc_width, cfg.disc_scales):
+                raise InputError(f"{out}: its discriminator has width {width} and {scales} scale(s), not "
+                                 f"{cfg.disc_width} and {cfg.disc_scales}; resume with the checkpoint's "
+                                 "--disc-width and --disc-scales")
             disc.load_state_dict(ck["discriminator"])
             if ck.get("d_optimizer"):
                 d_opt.load_state_dict(ck["d_optimizer"])
