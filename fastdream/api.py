@@ -12,7 +12,7 @@ from fastdream.presets import make_config, preset_objective  # noqa: F401  (re-e
 
 def dream(image: Any, objective: Objective | None = None, *, preset: str | None = None,
           layers: Sequence[str] | None = None, classes: Sequence[str | int] | None = None,
-          backbone=None, device: str = "auto", max_size: int | None = None,
+          backbone=None, class_backbones: Sequence[str] | None = None, device: str = "auto", max_size: int | None = None,
           progress: Callable[[int, int], None] | None = None, return_stats: bool = False, **config):
     """Dream a picture.
 
@@ -22,13 +22,15 @@ def dream(image: Any, objective: Objective | None = None, *, preset: str | None 
     ``ClassLogit``, ``Guide``...), or ``layers=[...]`` / ``classes=[...]`` by name, or a ``preset``.
     ``config``: any ``DreamConfig`` field (octaves, steps, step_size, jitter, sigma, norm, tile, seed...).
     An objective (or ``layers``/``classes``) replaces the preset's objective; the preset's schedule still
-    applies (the rule of the command line, ``fastdream.presets.OBJECTIVE_RULE``).
+    applies (the rule of the command line, ``fastdream.presets.OBJECTIVE_RULE``). ``class_backbones``:
+    the networks beside the dream's own that also see ``classes`` in boxes, by name (the command line's
+    ``--class-backbone``; None: its default, EfficientNet-Lite1 beside the default backbone; []: none).
 
     >>> import fastdream
     >>> out = fastdream.dream("photo.jpg", preset="classic", steps=8, seed=1)
     >>> out.save("dream.png")
     """
-    from fastdream.objective_text import build_objective
+    from fastdream.objective_text import build_objective, class_backbone_names, load_class_backbones
 
     dev = resolve_device(device)
     if preset is None and objective is None and any("@" in str(c) for c in (classes or [])):
@@ -40,8 +42,13 @@ def dream(image: Any, objective: Objective | None = None, *, preset: str | None 
     x, back = to_tensor(image)
     x = x.to(dev)
     if objective is None:
+        boxed = any("@" in str(c) for c in (classes or []))
+        if class_backbones is not None and not class_backbones:
+            class_backbones = ["none"]
+        names = class_backbone_names(class_backbones, backbone if isinstance(backbone, (str, type(None))) else "") if boxed else []
         objective = build_objective(bb, tuple(x.shape[-2:]), layers=list(layers or []),
-                                    classes=[str(c) for c in (classes or [])])
+                                    classes=[str(c) for c in (classes or [])],
+                                    class_backbones=load_class_backbones(names, dev))
     objective = preset_objective(preset, objective, bb, x.shape[-2:])
     result, stats = dream_tensor(x, objective, bb, cfg, max_size=max_size, progress=progress)
     out = back(result)

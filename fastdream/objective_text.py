@@ -245,15 +245,52 @@ def parse_terms(backbone, size, layers=(), channels=(), neurons=(), classes=(), 
             + [parse_class(backbone, s, size) for s in classes])
 
 
+def class_backbone_names(given, backbone_spec=None) -> list[str]:
+    """The networks beside the dream's own that see the classes' boxes, from ``--class-backbone`` values:
+    none given, ``DEFAULT_CLASS_BACKBONES`` when the dream's backbone (``backbone_spec``) is the default
+    EfficientNet-Lite0 and none for other backbones; ``none`` switches them off."""
+    from fastdream.backbones.loading import DEFAULT
+    from fastdream.engine.compose import DEFAULT_CLASS_BACKBONES
+
+    names = [str(n).strip() for n in (given or [])]
+    if any(n.lower() == "none" for n in names):
+        if len(names) > 1:
+            raise FastdreamError("--class-backbone none goes alone")
+        return []
+    if names:
+        return names
+    default_dream = backbone_spec is None or (isinstance(backbone_spec, str) and backbone_spec.strip().lower() == DEFAULT)
+    return list(DEFAULT_CLASS_BACKBONES) if default_dream else []
+
+
+def load_class_backbones(names, device="cpu") -> list:
+    """The Backbones named by ``class_backbone_names`` (loaded once per process)."""
+    from fastdream.backbones import get_backbone
+
+    out = []
+    for n in names:
+        try:
+            out.append(get_backbone(n, device))
+        except FastdreamError as e:
+            raise FastdreamError(f"--class-backbone {n}: {e}") from None
+    return out
+
+
 def build_objective(backbone, size, layers=(), channels=(), neurons=(), classes=(), grid_size=None,
-                    faces=(), priors=None, face_suppress: float = 0.0, device="cpu") -> Objective | None:
+                    faces=(), priors=None, face_suppress: float = 0.0, device="cpu",
+                    class_backbones=()) -> Objective | None:
     """The dream's objective named by command-line strings (None when none are given): the strings
     parsed into Terms and face boxes, put together by :func:`fastdream.engine.compose.dream_objective`.
 
     ``size``: the picture's (H, W) (regions in pixels are relative to it); ``grid_size``: the (H, W) the
     dream runs at (default ``size``), where a neuron's Y, X must fall inside the layer's grid.
-    ``priors``: PriorSpecs (``parse_priors``); None: the default; [] none."""
+    ``priors``: PriorSpecs (``parse_priors``); None: the default; [] none. ``class_backbones``: further
+    Backbones of the same classes that also see the classes' boxes (``dream_objective``)."""
     terms = parse_terms(backbone, size, layers, channels, neurons, classes, grid_size)
+    for bb in class_backbones:
+        if bb.num_classes != backbone.num_classes:
+            raise FastdreamError(f"--class-backbone {bb.name}: it has {bb.num_classes} classes, the dream's "
+                                 f"backbone {backbone.num_classes}")
     boxes = [parse_face(s, size) for s in faces]
     detector = None
     if boxes:
@@ -268,7 +305,8 @@ def build_objective(backbone, size, layers=(), channels=(), neurons=(), classes=
                 px = ",".join(f"{v:.0f}" for v in b.pixels(size))
                 raise FastdreamError(f"--face {px}: {e}") from None
     return dream_objective(terms, priors=priors, faces=boxes, face_suppress=face_suppress if boxes else 0.0,
-                           size=size, detector=detector, device=device)
+                           size=size, detector=detector, device=device,
+                           class_backbones=class_backbones)
 
 
 def guide_objective(backbone, guides, layers, similarity="dot", pixel_weight=0.0, device="cpu", size=None):

@@ -46,6 +46,10 @@ def _bad(r, out, *words):
     (["--prior", "none", "--prior", "bn"], ["alone"]),
     (["--prior", "wavelet"], ["--prior", "unknown prior"]),
     (["--face-suppress", "1"], ["--face-suppress goes with --face"]),
+    (["--class", "goldfish@0.5,0,1,1", "--class-backbone", "none", "--class-backbone", "efficientnet-lite1"],
+     ["--class-backbone none goes alone"]),
+    (["--class", "goldfish@0.5,0,1,1", "--class-backbone", "efficientnet-lite9"],
+     ["--class-backbone efficientnet-lite9", "backbone"]),
 ])
 def test_bad_input(tmp_path, photo, flags, words):
     out = tmp_path / "o.png"
@@ -87,6 +91,9 @@ def test_class_in_box_changes_only_the_box_and_face_report(tmp_path, photo):
     assert set(face) == {"box", "detected", "iou", "score"} and face["box"] == [6.0, 8.0, 54.0, 72.0]
     assert isinstance(report["faces_found"], list)
     assert report["params"]["priors"] == "default" and "BoxView" in report["params"]["objective"]
+    # the class is drawn for the default backbone and EfficientNet-Lite1 at once
+    assert report["params"]["class_backbones"] == ["efficientnet-lite1"]
+    assert "backbone=efficientnet-lite1" in report["params"]["objective"]
 
 
 def test_prior_none_and_explicit(tmp_path, photo):
@@ -95,6 +102,11 @@ def test_prior_none_and_explicit(tmp_path, photo):
     assert r.returncode == 0, r.stderr
     params = json.loads(rep.read_text())["params"]
     assert params["priors"] == "none" and "BNPrior" not in params["objective"]
+    r = fd("dream", photo, "-o", out, "--report", rep, *FAST, "--class", "goldfish@0.5,0.1,0.9,0.9",
+           "--class-backbone", "none")
+    assert r.returncode == 0, r.stderr
+    params = json.loads(rep.read_text())["params"]
+    assert params["class_backbones"] == [] and "backbone=" not in params["objective"]
     r = fd("dream", photo, "-o", out, "--report", rep, *FAST, "--layer", "block3", "--prior", "bn:2", "--prior", "tv")
     assert r.returncode == 0, r.stderr
     params = json.loads(rep.read_text())["params"]

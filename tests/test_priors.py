@@ -298,3 +298,68 @@ def _walk(obj):
         yield from _walk(o)
     if getattr(obj, "inner", None) is not None:
         yield from _walk(obj.inner)
+
+
+def test_box_view_seen_by_another_backbone():
+    """``BoxView(backbone=...)``: that network, not the dream's, sees the view."""
+    bb = load_backbone()
+    other = load_backbone("efficientnet-lite1")
+    x = _photo(64, 80)
+    box = (0.2, 0.1, 0.8, 0.9)
+    calls = []
+    orig = other.forward_taps
+
+    def counting(v, taps, *a, **k):
+        calls.append(tuple(v.shape))
+        return orig(v, taps, *a, **k)
+
+    other.forward_taps = counting
+    try:
+        seen = Dreamer(bb, BoxView(ClassLogit(1), box=box, size=48, backbone=other), DreamConfig()).evaluate(x)
+        own = Dreamer(bb, BoxView(ClassLogit(1), box=box, size=48), DreamConfig()).evaluate(x)
+        direct = Dreamer(other, BoxView(ClassLogit(1), box=box, size=48), DreamConfig()).evaluate(x)
+    finally:
+        other.forward_taps = orig
+    assert calls and all(c[-2:] == calls[0][-2:] for c in calls)
+    assert math.isclose(seen, direct, rel_tol=1e-5) and not math.isclose(seen, own, rel_tol=1e-2)
+    assert "backbone=efficientnet-lite1" in repr(BoxView(ClassLogit(1), box=box, backbone=other))
+    with pytest.raises(FastdreamError, match="must be a Backbone"):
+        BoxView(ClassLogit(1), box=box, backbone="efficientnet-lite1")
+
+
+def test_class_in_a_box_seen_by_two_networks():
+    from fastdream.engine.compose import Term, dream_objective
+
+    bb = load_backbone()
+    other = load_backbone("efficientnet-lite1")
+    obj = dream_objective([Term(ClassLogit("goldfish"), 3.0, region=(0.1, 0.2, 0.6, 0.9))], class_backbones=[other])
+    views = [o for o in _walk(obj) if isinstance(o, BoxView)]
+    assert [v.backbone for v in views] == [None, other]
+    weights = [w for w, o in obj.terms]
+    assert weights == [1.5, 1.5]
+    # the sum is the mean of what either network sees, each through its own four views
+    x = _photo(48, 64)
+    both = Dreamer(bb, obj, DreamConfig()).evaluate(x)
+    a = Dreamer(bb, views[0], DreamConfig()).evaluate(x)
+    b = Dreamer(bb, views[1], DreamConfig()).evaluate(x)
+    assert math.isclose(both, 1.5 * (a + b), rel_tol=1e-5)
+    with pytest.raises(FastdreamError, match="must be a Backbone"):
+        dream_objective([Term(ClassLogit(1), region=(0, 0, 1, 1))], class_backbones=["efficientnet-lite1"])
+
+
+def test_class_backbone_names_and_their_classes():
+    from types import SimpleNamespace
+
+    from fastdream.objective_text import build_objective, class_backbone_names
+
+    assert class_backbone_names(None) == ["efficientnet-lite1"]
+    assert class_backbone_names([], "EfficientNet-Lite0") == ["efficientnet-lite1"]
+    assert class_backbone_names(None, "my.pt") == [] and class_backbone_names(None, "efficientnet-lite3") == []
+    assert class_backbone_names(["none"]) == [] and class_backbone_names(["None"], "my.pt") == []
+    assert class_backbone_names(["efficientnet-lite2", "b.pt"], "my.pt") == ["efficientnet-lite2", "b.pt"]
+    with pytest.raises(FastdreamError, match="none goes alone"):
+        class_backbone_names(["none", "efficientnet-lite1"])
+    bb = load_backbone()
+    tiny = SimpleNamespace(name="tiny", num_classes=10, forward_taps=None)
+    with pytest.raises(FastdreamError, match="--class-backbone tiny: it has 10 classes, the dream's backbone 1000"):
+        build_objective(bb, (64, 64), classes=["goldfish@0,0,1,1"], class_backbones=[tiny])

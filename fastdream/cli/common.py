@@ -111,6 +111,9 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str, own_default
                    help="natural-image priors beside class and face objectives (default bn + tv): bn = the "
                         "backbone's BatchNorm statistics (DeepInversion), tv = total variation, l2 = pixel L2; "
                         "W scales the default weight; none switches them off")
+    g.add_argument("--class-backbone", dest="class_backbones", action="append", default=[], metavar="NAME|none",
+                   help="a further network of the same classes that also sees each --class box (repeatable; "
+                        "the class is drawn for all of them at once); none: the dream's backbone alone")
     g.add_argument("--guide", action="append", default=[], metavar="IMAGE[*W][@REGION]",
                    help="guide picture: make the dream's features resemble its features")
     g.add_argument("--guide-layer", action="append", default=[], metavar="NAME",
@@ -192,7 +195,8 @@ def dream_setup(args, size, device):
     The objective follows presets.OBJECTIVE_RULE; ``params["objective"]`` is what runs. Objects in boxes
     (``--class NAME@BOX``, ``--face``) get the objects schedule unless a preset is named."""
     from fastdream.api import get_backbone, make_config, preset_objective
-    from fastdream.objective_text import build_objective, guide_objective, parse_priors, parse_style
+    from fastdream.objective_text import (build_objective, class_backbone_names, guide_objective, load_class_backbones,
+                                          parse_priors, parse_style)
     from fastdream.presets import DEFAULT_PRESET
 
     overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k, None) is not None}
@@ -209,10 +213,13 @@ def dream_setup(args, size, device):
     priors = parse_priors(getattr(args, "priors", None))
     if getattr(args, "face_suppress", 0.0) and not getattr(args, "faces", None):
         raise FastdreamError("--face-suppress goes with --face")
+    boxed = any("@" in c for c in args.classes)
+    class_backbones = class_backbone_names(getattr(args, "class_backbones", None), args.backbone) if boxed else []
     objective = build_objective(backbone, size, layers=args.layer, channels=args.channel, neurons=args.neuron,
                                 classes=args.classes, grid_size=dream_size(size, getattr(args, "max_size", None)),
                                 faces=getattr(args, "faces", ()), priors=priors,
-                                face_suppress=getattr(args, "face_suppress", 0.0), device=device)
+                                face_suppress=getattr(args, "face_suppress", 0.0), device=device,
+                                class_backbones=load_class_backbones(class_backbones, device))
     if args.guide:
         g = guide_objective(backbone, args.guide, args.guide_layer or ["block9"], args.guide_similarity,
                             args.guide_pixel_weight, device=device, size=size)
@@ -243,6 +250,8 @@ def dream_setup(args, size, device):
               **dataclasses.asdict(cfg), "precision_requested": getattr(args, "precision", "auto"),
               "priors": "default" if priors is None else [f"{p.kind}:{p.scale:g}" for p in priors] or "none",
               "max_size": args.max_size, "backbone": args.backbone or "efficientnet-lite0"}
+    if boxed:
+        params["class_backbones"] = class_backbones
     return backbone, objective, cfg, params
 
 

@@ -110,6 +110,10 @@ DREAM_PRIOR_WEIGHTS = {"bn": 0.002, "tv": 200.0, "l2": 1.0, "critic": 1.0}
 # 10 % of its size, scaled by 0.75..1.25 and mirrored at random (one view moved by 6 % and scaled by
 # 0.9..1.1 made Lite2's top-1 in 5 of 10 tuning boxes, these 9 of 10; docs/priors.md).
 CLASS_VIEW = {"views": 4, "jitter": 0.1, "scale": (0.75, 1.25)}
+# The networks that see a class's box beside the default backbone (EfficientNet-Lite0), by name: an object
+# drawn for two networks at once is one that a third, the judge EfficientNet-Lite2, also recognizes far more
+# often than one drawn for Lite0 alone (docs/priors.md, "Two networks"). Other backbones get none by default.
+DEFAULT_CLASS_BACKBONES = ("efficientnet-lite1",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,14 +161,20 @@ def _weighted(obj: Objective, w: float) -> Objective:
 
 def dream_objective(terms: Sequence[Term] = (), *, priors: Sequence[PriorSpec] | None = None, faces=(),
                     face_suppress: float = 0.0, size: tuple[int, int] | None = None, detector=None,
-                    device="cpu") -> Objective | None:
+                    device="cpu", class_backbones: Sequence = ()) -> Objective | None:
     """The sum of ``terms`` with priors and faces, by the rules of this module's docstring (None when
     there is nothing to dream).
 
     ``priors``: PriorSpecs; None: the default, the BatchNorm and TV priors beside class objectives and
     faces; []: none. ``faces``: boxes ``(x0, y0, x1, y1)`` (fractions) where a face is to appear;
     ``face_suppress``: the weight of pushing MTCNN's face probability down outside them. Faces need
-    ``size``, the picture's (H, W), and use ``detector`` (default: a new MTCNN on ``device``)."""
+    ``size``, the picture's (H, W), and use ``detector`` (default: a new MTCNN on ``device``).
+    ``class_backbones``: further networks of the same classes that also see each class's box (an
+    ensemble: the class logit and priors are averaged over the dream's own network and these, each with
+    its own views), so that the object is drawn for more than one network's eyes."""
+    for bb in class_backbones:
+        if not hasattr(bb, "forward_taps"):
+            raise FastdreamError(f"a class backbone must be a Backbone, got {type(bb).__name__}")
     out: list[Objective] = []
     prior = make_priors(DEFAULT_DREAM_PRIORS if priors is None else priors, device=device)
     prior_added = False
@@ -178,7 +188,9 @@ def dream_objective(terms: Sequence[Term] = (), *, priors: Sequence[PriorSpec] |
                     out.append(prior)
             else:
                 inner = obj if prior is None else obj + prior
-                out.append(BoxView(inner, **region_kwargs(t.region), **CLASS_VIEW) * w)
+                seen_by = [None, *class_backbones]  # None: the dream's own network
+                for bb in seen_by:
+                    out.append(BoxView(inner, **region_kwargs(t.region), **CLASS_VIEW, backbone=bb) * (w / len(seen_by)))
         else:
             if t.region is not None:
                 obj = obj.restrict(**region_kwargs(t.region))
@@ -243,5 +255,5 @@ def guide_features_objective(backbone, img, layers, similarity="dot", weight=1.0
 
 
 __all__ = ["Term", "Region", "dream_objective", "check_objective", "check_layer", "check_box_size", "check_face_box",
-           "PriorSpec", "PRIOR_KINDS", "DREAM_PRIOR_WEIGHTS", "DEFAULT_DREAM_PRIORS", "make_priors",
+           "PriorSpec", "PRIOR_KINDS", "CLASS_VIEW", "DEFAULT_CLASS_BACKBONES", "DREAM_PRIOR_WEIGHTS", "DEFAULT_DREAM_PRIORS", "make_priors",
            "guide_features_objective", "region_kwargs", "MIN_BOX_PIXELS"]

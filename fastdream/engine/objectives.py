@@ -541,6 +541,8 @@ class BoxView(Objective):
     kept) and, while dreaming, moved by a random fraction ``jitter`` of its size, scaled by a random
     factor in ``scale`` and mirrored at random (transformation robustness); the backbone sees only
     this view, and the gradient reaches only the region's pixels (``pixel_mask``: feathered inwards).
+    ``backbone``: the network that sees the view (default: the dream's own, from the context); another
+    network of the same classes makes the view a second opinion (``dream_objective``'s class backbones).
 
     The network then sees the object at the scale it was trained on whatever the box's size, the
     rest of the picture stays as it was, and priors inside ``inner`` (``BNPrior``...) judge the view.
@@ -552,7 +554,7 @@ class BoxView(Objective):
 
     def __init__(self, inner: Objective, box=None, mask=None, *, size: int = 224, jitter: float = 0.06,
                  scale: tuple[float, float] = (0.9, 1.1), flip: bool = True, views: int = 1,
-                 rotate: float = 0.0):
+                 rotate: float = 0.0, backbone=None):
         if (mask is None) == (box is None):
             raise FastdreamError("BoxView takes a mask or a box, not both or neither")
         self.mask = None
@@ -574,6 +576,9 @@ class BoxView(Objective):
         self.inner, self.box = inner, box
         self.size, self.jitter, self.scale, self.flip, self.views = int(size), float(jitter), tuple(scale), flip, int(views)
         self.rotate = float(rotate)
+        if backbone is not None and not hasattr(backbone, "forward_taps"):
+            raise FastdreamError(f"BoxView's backbone must be a Backbone, got {type(backbone).__name__}")
+        self.backbone = backbone
         self._cache: dict = {}
 
     def taps(self):
@@ -613,19 +618,21 @@ class BoxView(Objective):
     def __call__(self, acts, ctx):
         if ctx.window is not None and tuple(ctx.window[2:]) != tuple(ctx.full_size):
             raise FastdreamError("BoxView needs the whole picture, not one tile")
-        if ctx.backbone is None:
+        backbone = self.backbone if self.backbone is not None else ctx.backbone
+        if backbone is None:
             raise FastdreamError("BoxView needs the backbone in its context")
         x = ctx.image
         picture = torch.roll(x, shifts=(-ctx.shift[0], -ctx.shift[1]), dims=(2, 3)) if ctx.shift != (0, 0) else x
         v = self.view(picture, ctx.generator)
         taps = sorted(self.inner.taps())
-        vacts = ctx.backbone.forward_taps(v, taps) if taps else {}
-        vctx = Context(full_size=tuple(v.shape[-2:]), image=v, backbone=ctx.backbone)
+        vacts = backbone.forward_taps(v, taps) if taps else {}
+        vctx = Context(full_size=tuple(v.shape[-2:]), image=v, backbone=backbone)
         vals = self.inner(vacts, vctx)                                                # [B * n]
         return vals.view(-1, x.shape[0]).mean(0)
 
     def __repr__(self):
-        return f"BoxView({self.inner!r}, box={tuple(round(b, 4) for b in self.box)})"
+        seen_by = "" if self.backbone is None else f", backbone={getattr(self.backbone, 'name', '?')}"
+        return f"BoxView({self.inner!r}, box={tuple(round(b, 4) for b in self.box)}{seen_by})"
 
 
 def sample_views(picture: torch.Tensor, box, out_hw: tuple[int, int], n: int = 1,

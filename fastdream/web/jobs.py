@@ -251,6 +251,8 @@ class JobQueue:
         from fastdream.backbones import get_backbone
         from fastdream.engine.compose import dream_objective, guide_features_objective
         from fastdream.engine.dream import Dreamer, dream_tensor
+        from fastdream.engine.objectives import ClassLogit
+        from fastdream.objective_text import class_backbone_names, load_class_backbones
         from fastdream.presets import make_config, preset_objective
         from fastdream.report import dream_report
 
@@ -282,7 +284,9 @@ class JobQueue:
         cfg, _ = make_config(req.preset, **req.overrides)
         backbone = get_backbone(self.backbone_spec, self.device)
         check()
-        objective = dream_objective(req.terms)
+        boxed = any(t.region is not None and isinstance(t.objective, ClassLogit) for t in req.terms)
+        names = class_backbone_names(None, self.backbone_spec) if boxed else []
+        objective = dream_objective(req.terms, class_backbones=load_class_backbones(names, self.device))
         if req.guide is not None:
             g = guide_features_objective(backbone, req.guide.to(self.device), req.guide_layers, "dot", req.guide_weight,
                                          req.guide_region)
