@@ -306,6 +306,8 @@ class JobQueue:
 
         params = {"preset": req.preset or DEFAULT_PRESET, "objective": repr(objective), **dataclasses.asdict(cfg),
                   "max_size": req.max_size, "backbone": self.backbone_spec or "efficientnet-lite0"}
+        if boxed:
+            params["class_backbones"] = names
         buf = io.BytesIO()
         from PIL import PngImagePlugin
         import json
