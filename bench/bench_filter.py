@@ -72,6 +72,9 @@ def main(argv=None) -> int:
     p.add_argument("--teacher-threads", type=int, help="torch threads for the teacher (default: torch's)")
     p.add_argument("--baselines", default="16,32", help="StyleTransferNet widths to time beside the filter ('' none)")
     p.add_argument("--fidelity", metavar="DIR", help="judge the filter against its teacher on the photos in DIR")
+    p.add_argument("--refine", type=int, default=0, metavar="K",
+                   help="also time the filter finished by K teacher steps at full size (`fastdream filter --refine`), "
+                        "beside the teacher, and judge that in --fidelity")
     p.add_argument("--reference-seed", type=int, default=1, help="the teacher seed of the fidelity scale")
     p.add_argument("--clip", action="store_true", help="warp error of video --filter next to the iterative video")
     p.add_argument("--clip-photo", default=str(REPO / "examples" / "chelsea.jpg"))
@@ -155,6 +158,19 @@ def main(argv=None) -> int:
             runner.run_numpy(a)
             ms2.append(1000 * (time.perf_counter() - t0))
         filt = statistics.median(ms + ms2)
+        if args.refine:  # the filter finished by the teacher's steps, right after the teacher
+            from fastdream.distill.refine import Refiner
+
+            refiner = Refiner(runner.teacher, args.refine)
+            rsecs = []
+            for _ in range(max(3, args.teacher_runs)):
+                t0 = time.perf_counter()
+                refiner(torch.from_numpy(runner.run_numpy(a)))
+                rsecs.append(time.perf_counter() - t0)
+            res["refine"] = {"steps": args.refine, "seconds_median": statistics.median(rsecs),
+                             "speedup_over_teacher": statistics.median(secs) / statistics.median(rsecs)}
+            print(f"filter + {args.refine} teacher steps: {statistics.median(rsecs):.3f} s per picture, "
+                  f"{res['refine']['speedup_over_teacher']:.1f}x faster than the teacher")
         res.update(teacher_seconds=statistics.median(secs), teacher_runs=args.teacher_runs,
                    teacher_threads=torch.get_num_threads(), ms_median_all=filt,
                    speedup=1000 * statistics.median(secs) / filt, load_average_1min_after=os.getloadavg()[0])
@@ -163,7 +179,7 @@ def main(argv=None) -> int:
         from fastdream.distill.evaluate import evaluate_filter
 
         ev = evaluate_filter(args.fidelity, runner=runner, size=tuple(args.size), progress=True,
-                             reference_seed=args.reference_seed)
+                             reference_seed=args.reference_seed, refine=args.refine)
         res["fidelity"] = {"photos": args.fidelity, "summary": ev["summary"],
                            "pictures": ev["pictures"]}
         s = ev["summary"]

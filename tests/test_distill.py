@@ -1001,6 +1001,12 @@ def test_eval_judges_an_identity_filter_as_no_closer_than_the_photo(tmp_path, ge
     assert r["reference_lpips_ratio"] < 0.95
     assert res["summary"]["lpips_ratio_worst"] == pytest.approx(r["lpips_ratio"])
     assert abs(r["gain_fraction"]) < 0.05
+    # refined by the teacher's four steps at full size, the identity filter is the teacher (one octave of
+    # four steps, the same seed): no distance left and all of the gain
+    res = evaluate_filter(photos, model=tmp_path / "g.onnx", size=(96, 64), refine=4)
+    r = res["pictures"][0]
+    assert res["summary"]["refine"] == 4
+    assert r["lpips_ratio"] < 0.02 and r["gram_ratio"] < 0.02 and r["gain_fraction"] == pytest.approx(1.0, abs=0.02)
 
 
 def test_tiled_filter_matches_one_pass_for_a_pointwise_model(tmp_path):

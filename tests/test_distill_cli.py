@@ -165,6 +165,61 @@ def test_filter_foreign_models(tmp_path, capsys):
                   "not a picture filter")
 
 
+def test_filter_refine_is_the_teachers_steps_on_the_filters_output(tmp_path, capsys):
+    """``--refine K``: K steps of the filter's teacher (its objective, step size, jitter, seed) at full size,
+    one octave, on the filter's output; the same as dreaming that output with the teacher's schedule cut to
+    one octave of K steps."""
+    from fastdream.distill.evaluate import teacher_from_params
+    from fastdream.distill.refine import Refiner
+    from fastdream.distill.runtime import FilterRunner
+    from fastdream.engine.dream import dream_tensor
+    from fastdream.imageio import load_image
+
+    out, raw, rep = tmp_path / "refined.png", tmp_path / "raw.png", tmp_path / "r.json"
+    rc, err = run(["filter", PHOTO, "-o", out, "--refine", "2", "--report", rep], capsys)
+    assert rc == 0, err
+    rc, err = run(["filter", PHOTO, "-o", raw], capsys)
+    assert rc == 0, err
+    r = json.loads(rep.read_text())
+    assert r["refine"] == 2 and r["refine_ms"] > 0
+    # the reference: the filter's output dreamed by the teacher with one octave of two steps
+    runner = FilterRunner()
+    x, _ = load_image(PHOTO)
+    f = torch.from_numpy(runner.run_numpy(x.numpy()))
+    bb, obj, cfg, _ = teacher_from_params(runner.teacher, tuple(x.shape[-2:]))
+    assert (cfg.octaves, cfg.steps) != (1, 2)
+    import dataclasses
+
+    ref, _ = dream_tensor(f.clone(), obj, bb, dataclasses.replace(cfg, octaves=1, steps=2))
+    ref8 = (ref.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.int16)
+    got = pixels(out)
+    assert np.abs(got - ref8).max() <= 1
+    # the steps change the picture where the filter drew, and raise the teacher's objective
+    assert np.abs(got - pixels(raw)).mean() > 0.5
+    from fastdream.engine.dream import Dreamer
+
+    ev = Dreamer(bb, obj, cfg)
+    assert ev.evaluate(ref) > ev.evaluate(f)
+    # 0 steps: the picture as it is
+    assert Refiner(runner.teacher, 0)(f) is f
+
+
+def test_refine_bad_input(tmp_path, capsys):
+    from fastdream.distill.refine import Refiner
+    from fastdream.errors import FastdreamError
+
+    out = tmp_path / "o.png"
+    fails_cleanly(["filter", PHOTO, "-o", out, "--refine", "-1"], capsys, out, "--refine")
+    fails_cleanly(["filter", PHOTO, "-o", out, "--refine", "two"], capsys, out, "--refine")
+    ok = tmp_path / "identity.onnx"
+    _onnx_model(ok, ["n", 3, "h", "w"], ["n", 3, "h", "w"])
+    fails_cleanly(["filter", PHOTO, "-o", out, "--model", ok, "--refine", "1"], capsys, out,
+                  "--refine needs a fastdream filter")
+    for bad in (-1, 101, 1.5, True, "2"):
+        with pytest.raises(FastdreamError, match="whole number of steps"):
+            Refiner({"objective_spec": {"layers": ["block9"]}}, bad)
+
+
 @pytest.mark.parametrize("case", ["not_onnx", "missing", "bad_device", "bad_output", "empty_folder", "strength"])
 def test_filter_bad_input(case, tmp_path, capsys):
     out = tmp_path / "o.png"

@@ -181,6 +181,9 @@ def add_parser(sub):
     e.add_argument("--reference-seed", type=number(int, 0, 2**63 - 1),
                    help="also dream each photo with this teacher seed and judge it the same way: the scale of "
                         "the ratios (the teacher does not repeat itself from seed to seed)")
+    e.add_argument("--refine", type=number(int, 0, 100), default=0, metavar="K",
+                   help="judge the filter's output finished by K steps of its teacher at full size (as `fastdream "
+                        "filter --refine K`; the filter's time then includes them)")
     e.add_argument("--save", help="folder for input/teacher/filter pictures (optional)")
     e.add_argument("--threads", type=number(int, 1, 1024), help="torch CPU threads for the teacher (default: torch's choice)")
     e.add_argument("--report", help="write a JSON report here")
@@ -295,7 +298,8 @@ def run_eval(args) -> int:
     _threads(args)
     _check_report(args.report)
     res = evaluate_filter(args.images, model=args.model, data=args.data, size=args.size, save=args.save,
-                          progress=True, judge=not args.no_judge, reference_seed=args.reference_seed)
+                          progress=True, judge=not args.no_judge, reference_seed=args.reference_seed,
+                          refine=args.refine)
 
     def judged(r):
         if "lpips_ratio" not in r:

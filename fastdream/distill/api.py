@@ -87,10 +87,11 @@ def load_filter(model=None, device: str = "auto", threads: int | None = None, st
 
 
 def apply_filter(image: Any, model=None, *, strength: float = 1.0, repeat: int = 1, device: str = "auto",
-                 threads: int | None = None):
+                 threads: int | None = None, refine: int = 0):
     """Dream ``image`` with a filter in one pass (or ``repeat`` passes). ``image``: a path, PIL image,
     numpy array (``[H, W, 3]``) or tensor (``[3, H, W]`` / ``[1, 3, H, W]``); the result comes back in the
-    same form (a PIL image for a path)."""
+    same form (a PIL image for a path). ``refine``: finish with that many steps of the filter's teacher at
+    full size (``fastdream.distill.refine``; the command line's ``--refine``)."""
     from fastdream.convert import to_tensor
     from fastdream.errors import FastdreamError
 
@@ -100,11 +101,20 @@ def apply_filter(image: Any, model=None, *, strength: float = 1.0, repeat: int =
     x, back = to_tensor(image)
     a = x.detach().cpu().float().numpy()
     runner.strength = 1.0
+    from fastdream.distill.refine import Refiner, check_refine_steps
+
+    check_refine_steps(refine)
     for _ in range(repeat):
         y = runner.run_numpy(a)
         a = y
     import numpy as np
     import torch
+
+    if refine:
+        from fastdream.convert import resolve_device
+
+        a = Refiner(runner.teacher, refine, device=resolve_device("cpu" if runner.fallback else device))(
+            torch.from_numpy(a)).cpu().numpy()
 
     x0 = x.detach().cpu().float().numpy()
     out = np.clip(x0 + float(strength) * (a - x0), 0, 1).astype(np.float32)

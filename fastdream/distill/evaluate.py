@@ -81,9 +81,11 @@ def resize_and_crop(x: torch.Tensor, size) -> torch.Tensor:
 
 
 def evaluate_filter(images, model=None, data=None, size=320, save=None, progress=False, runner=None,
-                    judge=True, reference_seed: int | None = None) -> dict:
+                    judge=True, reference_seed: int | None = None, refine: int = 0) -> dict:
     """Compare a filter with its iterative teacher on the photos in ``images`` (see the module doc).
-    ``size``: a long side (int), or ``(W, H)`` to resize and centre-crop every photo to exactly that."""
+    ``size``: a long side (int), or ``(W, H)`` to resize and centre-crop every photo to exactly that.
+    ``refine``: judge the filter's output finished by that many of the teacher's steps at full size
+    (``fastdream.distill.refine``); ``filter_seconds`` then includes them."""
     from fastdream.metrics import Judge, psnr
     from fastdream.engine.dream import dream_tensor
     from fastdream.distill.dataset import list_photos, read_teacher
@@ -100,6 +102,9 @@ def evaluate_filter(images, model=None, data=None, size=320, save=None, progress
             raise InputError(f"{save}: the folder {save.parent} does not exist")
         save.mkdir(exist_ok=True)
     judge = Judge() if judge is True else (judge or None)
+    from fastdream.distill.refine import Refiner
+
+    refiner = Refiner(params, refine)
     rows = []
     for f in files:
         x, _ = load_image(f)
@@ -112,11 +117,11 @@ def evaluate_filter(images, model=None, data=None, size=320, save=None, progress
         xs = x.numpy()
         runner.run_numpy(xs)  # warm-up
         ts = []
-        for _ in range(3):
+        for _ in range(3 if not refine else 1):
             t0 = time.perf_counter()
-            y = runner.run_numpy(xs)
+            y = refiner(torch.from_numpy(runner.run_numpy(xs)))
             ts.append(time.perf_counter() - t0)
-        filt = torch.from_numpy(y)
+        filt = y
         o_in, o_t, o_f = ev.evaluate(x), ev.evaluate(teach), ev.evaluate(filt)
         gain = o_t - o_in
         row = {"name": f.name, "size": [int(x.shape[-1]), int(x.shape[-2])], "objective_input": o_in,
@@ -153,5 +158,5 @@ def evaluate_filter(images, model=None, data=None, size=320, save=None, progress
                "filter_seconds": mean("filter_seconds"),
                "speedup": mean("teacher_seconds") / max(1e-9, mean("filter_seconds")),
                "provider": runner.provider, "size": list(size) if isinstance(size, (tuple, list)) else size,
-               "judge": "efficientnet-lite2" if judge is not None else None}
+               "judge": "efficientnet-lite2" if judge is not None else None, "refine": refine}
     return {"model": str(runner.path), "teacher": params, "pictures": rows, "summary": summary}
