@@ -295,6 +295,8 @@ def _clip(args, model_path) -> dict:
     make_clip(clip, tuple(args.size), args.clip_frames, photo=args.clip_photo)
     out = {"frames": args.clip_frames, "size": args.size, "photo": pathlib.Path(args.clip_photo).name}
     runs = {"filter": ["--filter", str(model_path)], "iterative": []}
+    if args.refine:
+        runs[f"filter+refine{args.refine}"] = ["--filter", str(model_path), "--refine", str(args.refine)]
     for name, extra in runs.items():
         rep = tmp / f"{name}.json"
         t0 = time.perf_counter()

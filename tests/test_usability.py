@@ -414,6 +414,37 @@ def test_video_filter_by_name_and_by_default(pan, tmp_path, capsys):
     assert not (tmp_path / "x.mp4").exists()
 
 
+def test_video_filter_refine(pan, tmp_path, capsys):
+    """``video --filter --refine K``: every frame is the filter's output finished by K teacher steps (the
+    same frame processor as ``fastdream filter --refine``); --refine without --filter is one line."""
+    pytest.importorskip("onnxruntime")
+    import av
+    import torch
+
+    from fastdream.cli.main import main
+    from fastdream.distill.refine import Refiner
+    from fastdream.distill.runtime import FilterRunner
+
+    out, rep = tmp_path / "r.mp4", tmp_path / "r.json"
+    work = tmp_path / "frames"
+    rc = main(["video", str(pan), "-o", str(work), "--frames", "2", "--report", str(rep), "--no-flow", "--filter",
+               "--refine", "1"])
+    assert rc == 0, capsys.readouterr().err
+    r = json.loads(rep.read_text())
+    assert r["processor"].endswith("+refine1")
+    with av.open(str(pan)) as c:
+        first = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    x = torch.from_numpy(first).permute(2, 0, 1)[None].float().div(255)
+    runner = FilterRunner()
+    ref = Refiner(runner.teacher, 1)(runner(x))
+    want = (ref[0].permute(1, 2, 0).numpy() * 255).round()
+    got = np.asarray(Image.open(sorted(work.glob("*.png"))[0]).convert("RGB"), dtype=float)
+    assert np.abs(got - want).max() <= 1
+    rc = main(["video", str(pan), "-o", str(out), "--frames", "2", "--refine", "1"])
+    one_line_error(rc, capsys.readouterr().err, "--refine goes with --filter")
+    assert not out.exists()
+
+
 # -- 9. errors in one line ----------------------------------------------------------------------------
 def test_serve_on_a_busy_port_is_one_line(tmp_path):
     pytest.importorskip("uvicorn")

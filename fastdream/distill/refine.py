@@ -63,8 +63,9 @@ class Refiner:
         if picture.dim() != 4 or picture.shape[:2] != (1, 3):
             raise FastdreamError(f"refine: expected a picture [1, 3, H, W], got {tuple(picture.shape)}")
         bb, obj, cfg = self.config(tuple(picture.shape[-2:]))
-        out, _ = dream_tensor(picture.float().to(self.device), obj, bb, cfg)
-        return out.clamp(0, 1)
+        with torch.enable_grad():  # the backbone's gradient, also where the caller runs without (video frames)
+            out, _ = dream_tensor(picture.detach().float().to(self.device), obj, bb, cfg)
+        return out.detach().clamp(0, 1)
 
 
 __all__ = ["Refiner", "check_refine_steps", "MAX_REFINE_STEPS"]

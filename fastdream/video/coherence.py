@@ -86,13 +86,29 @@ class DreamProcessor:
         return out
 
 
-def filter_processor(path, device) -> FrameProcessor:
+class _RefinedFilter:
+    """A filter runner followed by its teacher's steps (``fastdream.distill.refine.Refiner``)."""
+
+    def __init__(self, runner, refiner):
+        self.runner, self.refiner, self.path = runner, refiner, runner.path
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.refiner(self.runner(x)).to(x.device)
+
+
+def filter_processor(path, device, refine: int = 0) -> FrameProcessor:
     """A distilled ONNX dream filter as a frame processor (``fastdream.distill.runtime.load_filter``); ``path``
-    None: the shipped default as the runtime picks it for the device (8 bits on the CPU)."""
+    None: the shipped default as the runtime picks it for the device (8 bits on the CPU). ``refine``: finish
+    each frame with that many of the filter's teacher steps at full size (the same jitter every frame)."""
     from fastdream.distill.runtime import load_filter
 
     runner = load_filter(None if path is None else str(path), device=str(device))
-    return as_processor(runner, name=f"filter:{runner.path}")
+    if not refine:
+        return as_processor(runner, name=f"filter:{runner.path}")
+    from fastdream.distill.refine import Refiner
+
+    refiner = Refiner(runner.teacher, refine, device="cpu" if runner.fallback else device)
+    return as_processor(_RefinedFilter(runner, refiner), name=f"filter:{runner.path}+refine{refine}")
 
 
 # -- frames between numpy (decode/encode side) and tensors (processor side) --------------------------------
