@@ -7,7 +7,8 @@ keeps it from the teacher in Lite2's distances. The teacher's last steps at full
 detail, so ``Refiner`` runs K of them on the filter's output: the teacher's objective, step size, jitter,
 gradient smoothing and precision from the filter's metadata (``fastdream.teacher``), one octave at the
 picture's own size. Each step is a forward and backward pass of the backbone, so this is a quality mode
-for pictures, not for live video: two steps take about 0.28 s at 640x480 on two CPU cores.
+for pictures and offline video, not for live streams: two steps take 0.28–0.40 s at 640x480 on two CPU
+cores (docs/distill.md, "Refining").
 """
 from __future__ import annotations
 
