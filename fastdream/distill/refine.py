@@ -1,9 +1,10 @@
 """A filter's output finished by a few steps of its own teacher at full size (``--refine K``).
 
 The feed-forward filter draws the teacher's large structures where the teacher puts them, but not its
-pixel-fine detail: measured on the held-out photos (docs/distill.md, "Refining"), the filter's change
-below a 2-pixel scale is half the teacher's in energy and in other places, and that is most of what
-keeps it from the teacher in Lite2's distances. The teacher's last steps at full size are what draw that
+pixel-fine detail: measured on the held-out photos (docs/distill.md, "Which band is missing"), the
+filter's change holds half the teacher's energy in the finest band and its detail below a 2-pixel scale
+lies in other places; given the teacher's detail below 2 pixels, the filter's large structures are
+nearly the teacher's dream in Lite2's distances. The teacher's last steps at full size are what draw that
 detail, so ``Refiner`` runs K of them on the filter's output: the teacher's objective, step size, jitter,
 gradient smoothing and precision from the filter's metadata (``fastdream.teacher``), one octave at the
 picture's own size. Each step is a forward and backward pass of the backbone, so this is a quality mode
