@@ -113,7 +113,8 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str, own_default
                         "W scales the default weight; none switches them off")
     g.add_argument("--class-backbone", dest="class_backbones", action="append", default=[], metavar="NAME|none",
                    help="a further network of the same classes that also sees each --class box (repeatable; "
-                        "the class is drawn for all of them at once); none: the dream's backbone alone")
+                        "the class is drawn for all of them at once; default: efficientnet-lite1 beside the "
+                        "default backbone, none beside another --backbone); none: the dream's backbone alone")
     g.add_argument("--guide", action="append", default=[], metavar="IMAGE[*W][@REGION]",
                    help="guide picture: make the dream's features resemble its features")
     g.add_argument("--guide-layer", action="append", default=[], metavar="NAME",
