@@ -46,6 +46,7 @@ def _bad(r, out, *words):
     (["--prior", "none", "--prior", "bn"], ["alone"]),
     (["--prior", "wavelet"], ["--prior", "unknown prior"]),
     (["--face-suppress", "1"], ["--face-suppress goes with --face"]),
+    (["--class", "goldfish@0.5,0,1,1", "--box-step", "box"], ["--box-step", "invalid choice"]),
     (["--class", "goldfish@0.5,0,1,1", "--class-backbone", "none", "--class-backbone", "efficientnet-lite1"],
      ["--class-backbone none goes alone"]),
     (["--class", "goldfish@0.5,0,1,1", "--class-backbone", "efficientnet-lite9"],
@@ -107,6 +108,11 @@ def test_prior_none_and_explicit(tmp_path, photo):
     assert r.returncode == 0, r.stderr
     params = json.loads(rep.read_text())["params"]
     assert params["class_backbones"] == [] and "backbone=" not in params["objective"]
+    assert params["box_step"] == "picture"  # the default
+    r = fd("dream", photo, "-o", out, "--report", rep, *FAST, "--class", "goldfish@0.5,0.1,0.9,0.9",
+           "--class-backbone", "none", "--box-step", "area")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(rep.read_text())["params"]["box_step"] == "area"
     r = fd("dream", photo, "-o", out, "--report", rep, *FAST, "--layer", "block3", "--prior", "bn:2", "--prior", "tv")
     assert r.returncode == 0, r.stderr
     params = json.loads(rep.read_text())["params"]

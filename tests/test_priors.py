@@ -363,3 +363,24 @@ def test_class_backbone_names_and_their_classes():
     tiny = SimpleNamespace(name="tiny", num_classes=10, forward_taps=None)
     with pytest.raises(FastdreamError, match="--class-backbone tiny: it has 10 classes, the dream's backbone 1000"):
         build_objective(bb, (64, 64), classes=["goldfish@0,0,1,1"], class_backbones=[tiny])
+
+
+def test_box_step_area_scales_the_step_by_the_boxes_share():
+    """``DreamConfig(box_step="area")``: where every term is regional, the step is multiplied by the
+    regions' share of the picture (the feathered mask's mean); a whole-picture objective is unaffected."""
+    bb = load_backbone()
+    g = torch.Generator().manual_seed(3)
+    x = 0.5 + 0.05 * torch.randn(1, 3, 64, 80, generator=g)  # mid-range: no clamping in one step
+    obj = BoxView(ClassLogit(1), box=(0.1, 0.2, 0.6, 0.7), size=48)
+    cfg = dict(octaves=1, steps=1, jitter=0, step_size=0.01, decorrelate=False, channels_last=False)
+    pic, _ = Dreamer(bb, obj, DreamConfig(**cfg)).run(x.clone())
+    area, _ = Dreamer(bb, obj, DreamConfig(**cfg, box_step="area")).run(x.clone())
+    share = float(obj.pixel_mask(Context((64, 80)), x.device).mean())
+    assert 0.15 < share < 0.25
+    assert torch.allclose(area - x, share * (pic - x), atol=1e-5)
+    layer = Layer("block3")
+    a, _ = Dreamer(bb, layer, DreamConfig(**cfg)).run(x.clone())
+    b, _ = Dreamer(bb, layer, DreamConfig(**cfg, box_step="area")).run(x.clone())
+    assert torch.equal(a, b)
+    with pytest.raises(FastdreamError, match="box step must be one of picture, area"):
+        DreamConfig(box_step="box").validate()

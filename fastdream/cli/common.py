@@ -145,6 +145,10 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str, own_default
                    help="gradient normalization " + _schedule_default("norm", own_defaults))
     s.add_argument("--init", choices=["image", "noise"], help="start from the picture or noise "
                    + _schedule_default("init", own_defaults))
+    s.add_argument("--box-step", choices=["picture", "area"],
+                   help="where only boxes dream (--class NAME@BOX, --face): picture = the step normalized over the "
+                        "whole picture (strong objects, the default); area = scaled by the boxes' share of it "
+                        "(subtler, more photographic objects)")
     s.add_argument("--recursions", type=number(int, 0, 100),
                    help="dream, rescale, blend with the original, dream again " + _schedule_default("recursions", own_defaults))
     s.add_argument("--recursion-scale", type=number(float, 0, 1, lo_open=True),
@@ -174,7 +178,7 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str, own_default
     m.add_argument("--backbone", help="a checkpoint file (default: the embedded EfficientNet-Lite0)")
 
 
-CONFIG_FLAGS = ["octaves", "octave_scale", "steps", "step_size", "jitter", "smooth_kernel", "norm", "init",
+CONFIG_FLAGS = ["octaves", "octave_scale", "steps", "step_size", "jitter", "smooth_kernel", "norm", "init", "box_step",
                 "recursions", "recursion_scale", "recursion_blend", "seed", "tile", "tile_overlap",
                 "max_tile_pixels", "finish_steps"]
 

@@ -25,6 +25,9 @@ EVAL_PIXELS = 4 * 1024 * 1024
 EVAL_TILE, EVAL_OVERLAP = 2048, 128
 
 
+BOX_STEPS = ("picture", "area")
+
+
 @dataclasses.dataclass
 class DreamConfig:
     """Every knob of a dream. Defaults make a good dream of a photo on the default backbone."""
@@ -58,10 +61,18 @@ class DreamConfig:
     # single channels (no rainbow noise). None: on where an objective draws objects in a zoomed view
     # (BoxView, Face), off otherwise (the classic DeepDream look).
     decorrelate: bool | None = None
+    # the step where every objective is regional (classes and faces in boxes): "picture" normalizes the
+    # gradient over the whole picture, so a box covering a fifth of it moves five times as fast as a
+    # whole-picture dream (strong, vivid objects); "area" scales the step by the boxes' share of the picture
+    # (subtler, more photographic objects; docs/priors.md, "Two networks")
+    box_step: str = "picture"
 
     def validate(self) -> None:
         def bad(msg):
             raise FastdreamError(msg)
+
+        if self.box_step not in BOX_STEPS:
+            bad(f"box step must be one of {', '.join(BOX_STEPS)}, got {self.box_step!r}")
 
         if not isinstance(self.octaves, int) or self.octaves < 1:
             bad(f"octaves must be a whole number >= 1, got {self.octaves!r}")
@@ -342,6 +353,12 @@ class Dreamer:
             H, W = img.shape[-2:]
             norms = []
             grad_buf = None
+            step_size = cfg.step_size
+            if cfg.box_step == "area":  # every term regional: the step scaled by the regions' share
+                terms = self._terms()
+                if terms and all(hasattr(o, "pixel_mask") for _, o in terms):
+                    share = torch.stack([o.pixel_mask(Context((H, W)), img.device) for _, o in terms]).amax(0).mean()
+                    step_size = cfg.step_size * float(share)
             for _ in range(cfg.steps):
                 j = cfg.jitter
                 if j > 0:
@@ -356,7 +373,7 @@ class Dreamer:
                     grad_buf = grad
                 if self.decorrelate:
                     grad = decorrelate_gradient(grad)
-                norms.append(ops.dream_step(img, grad, step_size=cfg.step_size, sigma=cfg.sigmas() or None,
+                norms.append(ops.dream_step(img, grad, step_size=step_size, sigma=cfg.sigmas() or None,
                                             kernel_size=cfg.smooth_kernel, norm=cfg.norm, lower=cfg.lower,
                                             upper=cfg.upper, shift=(dy, dx)))
                 done += 1
