@@ -33,7 +33,8 @@ def dream(image: Any, objective: Objective | None = None, *, preset: str | None 
     from fastdream.objective_text import build_objective, class_backbone_names, load_class_backbones
 
     dev = resolve_device(device)
-    if preset is None and objective is None and any("@" in str(c) for c in (classes or [])):
+    boxed = any("@" in str(c) for c in (classes or []))  # classes in boxes
+    if preset is None and objective is None and boxed:
         from fastdream.presets import OBJECTS_CONFIG
 
         config = {**OBJECTS_CONFIG, **config}  # classes in boxes: the objects schedule, as on the command line
@@ -42,7 +43,6 @@ def dream(image: Any, objective: Objective | None = None, *, preset: str | None 
     x, back = to_tensor(image)
     x = x.to(dev)
     if objective is None:
-        boxed = any("@" in str(c) for c in (classes or []))
         if class_backbones is not None and not class_backbones:
             class_backbones = ["none"]
         names = class_backbone_names(class_backbones, backbone if isinstance(backbone, (str, type(None))) else "") if boxed else []

@@ -208,7 +208,8 @@ def dream_setup(args, size, device):
     overrides["precision"] = resolve_precision(args, device)
     if args.sigma is not None:
         overrides["sigma"] = args.sigma if len(args.sigma) > 1 else args.sigma[0]
-    objects = args.preset is None and (getattr(args, "faces", None) or any("@" in c for c in args.classes))
+    boxed = any("@" in c for c in args.classes)  # classes in boxes
+    objects = args.preset is None and (getattr(args, "faces", None) or boxed)
     if objects:
         from fastdream.presets import OBJECTS_CONFIG
 
@@ -218,7 +219,6 @@ def dream_setup(args, size, device):
     priors = parse_priors(getattr(args, "priors", None))
     if getattr(args, "face_suppress", 0.0) and not getattr(args, "faces", None):
         raise FastdreamError("--face-suppress goes with --face")
-    boxed = any("@" in c for c in args.classes)
     class_backbones = class_backbone_names(getattr(args, "class_backbones", None), args.backbone) if boxed else []
     objective = build_objective(backbone, size, layers=args.layer, channels=args.channel, neurons=args.neuron,
                                 classes=args.classes, grid_size=dream_size(size, getattr(args, "max_size", None)),

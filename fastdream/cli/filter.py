@@ -40,6 +40,7 @@ def add_parser(sub):
 
 def run(args) -> int:
     import numpy as np
+    import torch
 
     from fastdream.distill.runtime import FilterRunner
     from fastdream.imageio import READABLE, WRITERS, check_output_path, load_image, save_image
@@ -65,14 +66,11 @@ def run(args) -> int:
         raise InputError(f"{args.report}: the folder {pathlib.Path(args.report).parent} does not exist")
     runner = FilterRunner(args.model, device=args.device, strength=1.0, threads=args.threads,
                           max_pixels=args.max_pixels, tile=args.tile, tile_overlap=min(64, args.tile // 4))
-    from fastdream.distill.refine import Refiner
-
     refiner = None
     if args.refine:
-        from fastdream.convert import resolve_device
+        from fastdream.distill.refine import Refiner
 
-        # the teacher's steps run with torch where the filter runs (the CPU when CUDA fell back)
-        refiner = Refiner(runner.teacher, args.refine, device=resolve_device("cpu" if runner.fallback else args.device))
+        refiner = Refiner.for_runner(runner, args.refine, args.device)
     if runner.fallback:
         print(f"fastdream filter: {runner.fallback}", file=sys.stderr)
     if not runner.is_fastdream:
@@ -91,8 +89,6 @@ def run(args) -> int:
             if not np.isfinite(a).all():
                 raise FastdreamError(f"{runner.path}: the model returned NaN or infinite values for {inp}")
             if refiner is not None:
-                import torch
-
                 t1 = time.perf_counter()
                 a = refiner(torch.from_numpy(a)).cpu().numpy()
                 refine_ms.append(1000 * (time.perf_counter() - t1))
@@ -101,8 +97,6 @@ def run(args) -> int:
         results.append((inp, out, a, meta, x.shape))
     if src.is_dir():
         dst.mkdir(exist_ok=True)
-    import torch
-
     params = {"model": str(runner.path), "strength": args.strength, "repeat": args.repeat, "refine": args.refine,
               "teacher": runner.teacher.get("preset") or runner.teacher.get("objective")}
     for inp, out, a, meta, shape in results:

@@ -111,10 +111,7 @@ def apply_filter(image: Any, model=None, *, strength: float = 1.0, repeat: int =
     import torch
 
     if refine:
-        from fastdream.convert import resolve_device
-
-        a = Refiner(runner.teacher, refine, device=resolve_device("cpu" if runner.fallback else device))(
-            torch.from_numpy(a)).cpu().numpy()
+        a = Refiner.for_runner(runner, refine, device)(torch.from_numpy(a)).cpu().numpy()
 
     x0 = x.detach().cpu().float().numpy()
     out = np.clip(x0 + float(strength) * (a - x0), 0, 1).astype(np.float32)

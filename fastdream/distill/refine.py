@@ -49,6 +49,14 @@ class Refiner:
         self.teacher = teacher
         self.device = device
 
+    @classmethod
+    def for_runner(cls, runner, steps: int, device="auto") -> "Refiner":
+        """The refiner of a ``FilterRunner``'s teacher, with torch where the filter runs: ``device``
+        (auto, cpu or cuda), the CPU when the runner fell back from CUDA."""
+        from fastdream.convert import resolve_device
+
+        return cls(runner.teacher, steps, device=resolve_device("cpu" if runner.fallback else device))
+
     def config(self, size):
         """(backbone, objective, DreamConfig) of the refining steps for a picture of ``size`` (H, W)."""
         from fastdream.distill.evaluate import teacher_from_params

@@ -310,8 +310,7 @@ class Dreamer:
             start = original
         stats = DreamStats(precision=self.precision)
         rounds = cfg.recursions + 1
-        terms = self._terms()
-        regional = cfg.init == "image" and bool(terms) and all(hasattr(o, "pixel_mask") for _, o in terms)
+        regional = cfg.init == "image" and self._all_regional()
         sizes = octave_sizes(*original.shape[-2:], cfg.octaves, cfg.octave_scale, cfg.min_octave_size)
         total = rounds * len(sizes) * cfg.steps
         done = 0
@@ -329,11 +328,19 @@ class Dreamer:
         if regional:
             # every term is regional: outside the regions the picture stays exactly as it was (the
             # octaves' upsampling would otherwise carry a pixel of detail across the edges)
-            H, W = original.shape[-2:]
-            region = torch.stack([o.pixel_mask(Context((H, W)), current.device) for _, o in terms]).amax(0)
+            region = self._region(*original.shape[-2:], current.device)
             base = original.to(current.device)
             current = base + (current - base) * region
         return current, stats
+
+    def _all_regional(self) -> bool:
+        """Every term works in a region (``pixel_mask``: classes and faces in boxes, masked objectives)."""
+        terms = self._terms()
+        return bool(terms) and all(hasattr(o, "pixel_mask") for _, o in terms)
+
+    def _region(self, H: int, W: int, device) -> torch.Tensor:
+        """The union of the regional terms' pixel masks at ``(H, W)``: ``[H, W]`` in [0, 1]."""
+        return torch.stack([o.pixel_mask(Context((H, W)), device) for _, o in self._terms()]).amax(0)
 
     def _octaves(self, picture, sizes, gen, stats, progress, on_octave, done, total, own=False):
         cfg = self.config
@@ -354,11 +361,8 @@ class Dreamer:
             norms = []
             grad_buf = None
             step_size = cfg.step_size
-            if cfg.box_step == "area":  # every term regional: the step scaled by the regions' share
-                terms = self._terms()
-                if terms and all(hasattr(o, "pixel_mask") for _, o in terms):
-                    share = torch.stack([o.pixel_mask(Context((H, W)), img.device) for _, o in terms]).amax(0).mean()
-                    step_size = cfg.step_size * float(share)
+            if cfg.box_step == "area" and self._all_regional():  # the step scaled by the regions' share
+                step_size = cfg.step_size * float(self._region(H, W, img.device).mean())
             for _ in range(cfg.steps):
                 j = cfg.jitter
                 if j > 0:

@@ -107,7 +107,7 @@ def filter_processor(path, device, refine: int = 0) -> FrameProcessor:
         return as_processor(runner, name=f"filter:{runner.path}")
     from fastdream.distill.refine import Refiner
 
-    refiner = Refiner(runner.teacher, refine, device="cpu" if runner.fallback else device)
+    refiner = Refiner.for_runner(runner, refine, device)
     return as_processor(_RefinedFilter(runner, refiner), name=f"filter:{runner.path}+refine{refine}")
 
 
