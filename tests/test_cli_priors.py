@@ -108,7 +108,7 @@ def test_prior_none_and_explicit(tmp_path, photo):
     assert r.returncode == 0, r.stderr
     params = json.loads(rep.read_text())["params"]
     assert params["class_backbones"] == [] and "backbone=" not in params["objective"]
-    assert params["box_step"] == "picture"  # the default
+    assert params["box_step"] == "sqrt"  # the default (auto) for a class in a box
     r = fd("dream", photo, "-o", out, "--report", rep, *FAST, "--class", "goldfish@0.5,0.1,0.9,0.9",
            "--class-backbone", "none", "--box-step", "area")
     assert r.returncode == 0, r.stderr

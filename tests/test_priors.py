@@ -10,8 +10,8 @@ import torch.nn as nn
 from fastdream.backbones import load_backbone
 from fastdream.backbones.base import bn_statistic
 from fastdream.engine.dream import DreamConfig, Dreamer
-from fastdream.engine.objectives import (BNPrior, BoxView, ClassLogit, Context, L2Prior, Layer, TVPrior, sample_views,
-                                         tv_penalty)
+from fastdream.engine.objectives import (BNPrior, BoxView, ClassLogit, Context, L2Prior, Layer, Masked, TVPrior,
+                                         sample_views, tv_penalty)
 from fastdream.engine.compose import PriorSpec
 from fastdream.objective_text import parse_priors, parse_region
 from fastdream.errors import FastdreamError
@@ -367,20 +367,32 @@ def test_class_backbone_names_and_their_classes():
 
 def test_box_step_area_scales_the_step_by_the_boxes_share():
     """``DreamConfig(box_step="area")``: where every term is regional, the step is multiplied by the
-    regions' share of the picture (the feathered mask's mean); a whole-picture objective is unaffected."""
+    regions' share of the picture (the feathered mask's mean), with ``"sqrt"`` by its square root; the
+    default ``"auto"`` is sqrt for objects drawn in boxes and the picture's step for a masked objective;
+    a whole-picture objective is unaffected."""
     bb = load_backbone()
     g = torch.Generator().manual_seed(3)
     x = 0.5 + 0.05 * torch.randn(1, 3, 64, 80, generator=g)  # mid-range: no clamping in one step
     obj = BoxView(ClassLogit(1), box=(0.1, 0.2, 0.6, 0.7), size=48)
     cfg = dict(octaves=1, steps=1, jitter=0, step_size=0.01, decorrelate=False, channels_last=False)
-    pic, _ = Dreamer(bb, obj, DreamConfig(**cfg)).run(x.clone())
-    area, _ = Dreamer(bb, obj, DreamConfig(**cfg, box_step="area")).run(x.clone())
+
+    def change(o, **kw):
+        y, _ = Dreamer(bb, o, DreamConfig(**cfg, **kw)).run(x.clone())
+        return y - x
+
+    pic = change(obj, box_step="picture")
     share = float(obj.pixel_mask(Context((64, 80)), x.device).mean())
     assert 0.15 < share < 0.25
-    assert torch.allclose(area - x, share * (pic - x), atol=1e-5)
+    assert torch.allclose(change(obj, box_step="area"), share * pic, atol=1e-5)
+    assert torch.allclose(change(obj, box_step="sqrt"), share ** 0.5 * pic, atol=1e-5)
+    assert torch.allclose(change(obj), share ** 0.5 * pic, atol=1e-5)  # auto: sqrt for a box
+    assert Dreamer(bb, obj).box_step == "sqrt"
+    masked = Masked(Layer("block3"), box=(0.1, 0.2, 0.6, 0.7))
+    assert Dreamer(bb, masked).box_step == "picture"  # auto: a masked objective keeps the picture's step
+    assert torch.equal(change(masked), change(masked, box_step="picture"))
+    assert Dreamer(bb, masked, DreamConfig(box_step="sqrt")).box_step == "sqrt"
     layer = Layer("block3")
-    a, _ = Dreamer(bb, layer, DreamConfig(**cfg)).run(x.clone())
-    b, _ = Dreamer(bb, layer, DreamConfig(**cfg, box_step="area")).run(x.clone())
-    assert torch.equal(a, b)
-    with pytest.raises(FastdreamError, match="box step must be one of picture, area"):
+    assert torch.equal(change(layer), change(layer, box_step="area"))
+    assert Dreamer(bb, layer, DreamConfig(box_step="area")).box_step == "picture"
+    with pytest.raises(FastdreamError, match="box step must be one of auto, picture, sqrt, area"):
         DreamConfig(box_step="box").validate()

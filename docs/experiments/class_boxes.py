@@ -63,6 +63,8 @@ def main(argv=None):
     cases = {"tune": TUNE, "tune-wide": TUNE_WIDE, "held-out": HELD_OUT}[args.set]
     rows = []
     tmp = pathlib.Path(tempfile.mkdtemp())
+    if args.save:
+        pathlib.Path(args.save).mkdir(parents=True, exist_ok=True)
     for photo, long, boxes in cases:
         src = pathlib.Path(photo.format(photos=args.photos, train=args.train_photos))
         if not src.is_absolute():

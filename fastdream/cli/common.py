@@ -145,10 +145,11 @@ def add_dream_options(p: argparse.ArgumentParser, presets_help: str, own_default
                    help="gradient normalization " + _schedule_default("norm", own_defaults))
     s.add_argument("--init", choices=["image", "noise"], help="start from the picture or noise "
                    + _schedule_default("init", own_defaults))
-    s.add_argument("--box-step", choices=["picture", "area"],
+    s.add_argument("--box-step", choices=["auto", "picture", "sqrt", "area"],
                    help="where only boxes dream (--class NAME@BOX, --face): picture = the step normalized over the "
-                        "whole picture (strong objects, the default); area = scaled by the boxes' share of it "
-                        "(subtler, more photographic objects)")
+                        "whole picture (strong objects, with colour noise); area = scaled by the boxes' share of it "
+                        "(faint objects); sqrt = by the square root of that share; auto (default): sqrt for classes "
+                        "and faces in boxes, picture for masked objectives")
     s.add_argument("--recursions", type=number(int, 0, 100),
                    help="dream, rescale, blend with the original, dream again " + _schedule_default("recursions", own_defaults))
     s.add_argument("--recursion-scale", type=number(float, 0, 1, lo_open=True),
@@ -200,6 +201,7 @@ def dream_setup(args, size, device):
     The objective follows presets.OBJECTIVE_RULE; ``params["objective"]`` is what runs. Objects in boxes
     (``--class NAME@BOX``, ``--face``) get the objects schedule unless a preset is named."""
     from fastdream.api import get_backbone, make_config, preset_objective
+    from fastdream.engine.dream import resolved_box_step
     from fastdream.objective_text import (build_objective, class_backbone_names, guide_objective, load_class_backbones,
                                           parse_priors, parse_style)
     from fastdream.presets import DEFAULT_PRESET
@@ -255,6 +257,7 @@ def dream_setup(args, size, device):
               **dataclasses.asdict(cfg), "precision_requested": getattr(args, "precision", "auto"),
               "priors": "default" if priors is None else [f"{p.kind}:{p.scale:g}" for p in priors] or "none",
               "max_size": args.max_size, "backbone": args.backbone or "efficientnet-lite0"}
+    params["box_step"] = resolved_box_step(objective, cfg.box_step)  # the step that runs ("auto" resolved)
     if boxed:
         params["class_backbones"] = class_backbones
     return backbone, objective, cfg, params

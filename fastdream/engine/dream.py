@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from fastdream import ops
-from fastdream.engine.objectives import Context, Objective
+from fastdream.engine.objectives import Context, Objective, Sum
 from fastdream.errors import FastdreamError
 
 NORMS = ("mean_abs", "std", "none")
@@ -25,7 +25,7 @@ EVAL_PIXELS = 4 * 1024 * 1024
 EVAL_TILE, EVAL_OVERLAP = 2048, 128
 
 
-BOX_STEPS = ("picture", "area")
+BOX_STEPS = ("auto", "picture", "sqrt", "area")
 
 
 @dataclasses.dataclass
@@ -61,11 +61,13 @@ class DreamConfig:
     # single channels (no rainbow noise). None: on where an objective draws objects in a zoomed view
     # (BoxView, Face), off otherwise (the classic DeepDream look).
     decorrelate: bool | None = None
-    # the step where every objective is regional (classes and faces in boxes): "picture" normalizes the
-    # gradient over the whole picture, so a box covering a fifth of it moves five times as fast as a
-    # whole-picture dream (strong, vivid objects); "area" scales the step by the boxes' share of the picture
-    # (subtler, more photographic objects; docs/priors.md, "Two networks")
-    box_step: str = "picture"
+    # the step where every objective is regional (classes and faces in boxes, masked objectives): "picture"
+    # normalizes the gradient over the whole picture, so a box covering a fifth of it moves five times as
+    # fast as a whole-picture dream (strong objects, with colour noise); "area" scales the step by the
+    # boxes' share of the picture (subtle, faint objects); "sqrt" by the square root of that share (between
+    # the two); "auto": sqrt where objects are drawn in boxes (BoxView, Face), picture for masked
+    # objectives (docs/priors.md, "The step in a box")
+    box_step: str = "auto"
 
     def validate(self) -> None:
         def bad(msg):
@@ -155,6 +157,26 @@ def octave_sizes(h: int, w: int, octaves: int, scale: float, min_size: int) -> l
     return sizes
 
 
+def _objective_terms(objective: Objective):
+    return objective.terms if isinstance(objective, Sum) else [(1.0, objective)]
+
+
+def all_regional(objective: Objective) -> bool:
+    """Every term works in a region (``pixel_mask``: classes and faces in boxes, masked objectives)."""
+    terms = _objective_terms(objective)
+    return bool(terms) and all(hasattr(o, "pixel_mask") for _, o in terms)
+
+
+def resolved_box_step(objective: Objective, box_step: str = "auto") -> str:
+    """The step a dream of ``objective`` takes (``DreamConfig.box_step``): "picture" unless every term is
+    regional; "auto" is "sqrt" where objects are drawn in boxes (``BoxView``, ``Face``), else "picture"."""
+    if not all_regional(objective):
+        return "picture"
+    if box_step == "auto":
+        return "sqrt" if any(getattr(o, "whole_picture", False) for _, o in _objective_terms(objective)) else "picture"
+    return box_step
+
+
 class Dreamer:
     """Runs dreams of one objective on one backbone. Reusable across pictures."""
 
@@ -168,6 +190,7 @@ class Dreamer:
         if dec is None:
             dec = any(getattr(o, "whole_picture", False) for _, o in self._terms())
         self.decorrelate = bool(dec)
+        self.box_step = resolved_box_step(objective, self.config.box_step)
         from fastdream.precision import resolve_precision
 
         self.precision = resolve_precision(self.config.precision, backbone.mean.device)
@@ -176,9 +199,7 @@ class Dreamer:
     def _terms(self, whole_picture: bool | None = None):
         """The objective's weighted terms; ``whole_picture`` True/False: only the terms that need (do not
         need) the whole picture at once (``BoxView``: a zoomed view of a region), None: all."""
-        from fastdream.engine.objectives import Sum
-
-        terms = self.objective.terms if isinstance(self.objective, Sum) else [(1.0, self.objective)]
+        terms = _objective_terms(self.objective)
         if whole_picture is None:
             return terms
         return [(w, o) for w, o in terms if bool(getattr(o, "whole_picture", False)) == whole_picture]
@@ -334,9 +355,7 @@ class Dreamer:
         return current, stats
 
     def _all_regional(self) -> bool:
-        """Every term works in a region (``pixel_mask``: classes and faces in boxes, masked objectives)."""
-        terms = self._terms()
-        return bool(terms) and all(hasattr(o, "pixel_mask") for _, o in terms)
+        return all_regional(self.objective)
 
     def _region(self, H: int, W: int, device) -> torch.Tensor:
         """The union of the regional terms' pixel masks at ``(H, W)``: ``[H, W]`` in [0, 1]."""
@@ -361,8 +380,9 @@ class Dreamer:
             norms = []
             grad_buf = None
             step_size = cfg.step_size
-            if cfg.box_step == "area" and self._all_regional():  # the step scaled by the regions' share
-                step_size = cfg.step_size * float(self._region(H, W, img.device).mean())
+            if self.box_step != "picture":  # the step scaled by the regions' share
+                share = float(self._region(H, W, img.device).mean())
+                step_size = cfg.step_size * (share if self.box_step == "area" else math.sqrt(share))
             for _ in range(cfg.steps):
                 j = cfg.jitter
                 if j > 0:

@@ -305,7 +305,8 @@ class JobQueue:
         from fastdream.presets import DEFAULT_PRESET
 
         params = {"preset": req.preset or DEFAULT_PRESET, "objective": repr(objective), **dataclasses.asdict(cfg),
-                  "max_size": req.max_size, "backbone": self.backbone_spec or "efficientnet-lite0"}
+                  "max_size": req.max_size, "backbone": self.backbone_spec or "efficientnet-lite0",
+                  "box_step": evaluator.box_step}  # the step that ran ("auto" resolved)
         if boxed:
             params["class_backbones"] = names
         buf = io.BytesIO()
