@@ -342,6 +342,44 @@ def test_photo_set_crops(photos):
         PhotoSet(photos, 64)
 
 
+def test_pair_windows_aligned_to_the_grid(pairs):
+    """``PairSet.batch(align=N)``: every window starts at multiples of N pixels of its pair and is not
+    mirrored (so it keeps the pair's pixel grid); align 1 mirrors some windows and starts anywhere."""
+    from fastdream.distill.data import PairSet
+
+    ps = PairSet(pairs)
+
+    def placements(x, y):
+        """(offset y, offset x, mirrored) of every pair window matching the batch's ``x``, ``y``."""
+        x8, y8 = (x * 255).round().to(torch.uint8), (y * 255).round().to(torch.uint8)
+        c = x8.shape[-1]
+        out = []
+        for px, py in zip(ps.train_x, ps.train_y):
+            for oy in range(px.shape[-2] - c + 1):
+                for ox in range(px.shape[-1] - c + 1):
+                    for flip in (False, True):
+                        wx, wy = px[:, oy:oy + c, ox:ox + c], py[:, oy:oy + c, ox:ox + c]
+                        if flip:
+                            wx, wy = wx.flip(-1), wy.flip(-1)
+                        if torch.equal(wx, x8) and torch.equal(wy, y8):
+                            out.append((oy, ox, flip))
+        return out
+
+    seen = set()
+    for step in range(4):
+        xs, ys = ps.batch(step, 0, 4, 8, 0, align=8)
+        for x, y in zip(xs, ys):
+            found = placements(x, y)
+            assert found and any(oy % 8 == 0 and ox % 8 == 0 and not f for oy, ox, f in found)
+            seen.update((oy, ox) for oy, ox, f in found if not f)
+    assert len(seen) > 1  # still drawn at random among the aligned places
+    free = [placements(x, y) for step in range(4) for x, y in zip(*ps.batch(step, 0, 4, 8, 0))]
+    assert all(free) and any(all(f for _, _, f in p) for p in free)  # some mirrored
+    assert any(all(oy % 8 or ox % 8 for oy, ox, _ in p) for p in free)  # some off the grid
+    with pytest.raises(FastdreamError, match="crop_align"):
+        TrainConfig(**{**TINY, "crop_align": 0}).validate()
+
+
 def test_recolour_rotates_hue_about_the_gray_axis():
     from fastdream.distill.data import _recolour
 

@@ -69,6 +69,9 @@ def add_parser(sub):
     t.add_argument("--batch", type=number(int, 1, 4096), default=D.batch, help="crops per step (per process)")
     t.add_argument("--crop", type=number(int, 16, 4096), default=D.crop,
                    help="training crop size, cut out of the pairs")
+    t.add_argument("--crop-align", type=number(int, 1, 4096), default=D.crop_align,
+                   help="crops start at multiples of this many pixels of the pair and are not mirrored (32: the "
+                        "backbone's stride grid, for a teacher without jitter; default 1: anywhere, mirrored at random)")
     t.add_argument("--lr", type=number(float, 0, 10, lo_open=True), default=D.lr, help="Adam learning rate")
     t.add_argument("--arch", choices=["v1", "v2", "v3"], default=f"v{D.version}",
                    help="generator layout: v2 DreamNet (1/16 resolution, dilated blocks, pixel-shuffle output; "
@@ -260,7 +263,7 @@ def run_train(args) -> int:
 
     _threads(args)
     _check_report(args.report)
-    cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, width=args.width,
+    cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, crop_align=args.crop_align, lr=args.lr, width=args.width,
                       blocks=args.blocks, version=int(args.arch[1:]), deep=args.deep, mid_blocks=args.mid_blocks,
                       train_encoder=args.train_encoder, coarse=args.coarse, output=args.output_stage, fine_blocks=args.fine_blocks, adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
                       disc_width=args.disc_width, disc_scales=args.disc_scales, disc_lr=args.disc_lr, device=args.device, until=args.until,

@@ -14,6 +14,7 @@ class TrainConfig:
     steps: int = 6000
     batch: int = 4
     crop: int = 256
+    crop_align: int = 1         # crops start at multiples of this many pixels of the pair, unmirrored (> 1)
     lr: float = 1e-3
     min_lr_fraction: float = 0.05
     version: int = 2            # generator layout (distill.generator): 2 DreamNet, 1 the first filter's
@@ -57,7 +58,7 @@ class TrainConfig:
     init: str | None = None     # start from an exported float filter's weights (a path or a shipped name)
 
     def validate(self) -> None:
-        for name in ("steps", "batch", "crop", "val_every", "eval_every", "save_every"):
+        for name in ("steps", "batch", "crop", "crop_align", "val_every", "eval_every", "save_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise FastdreamError(f"{name} must be a whole number >= 1, got {v!r}")

@@ -35,9 +35,11 @@ class PairSet:
             raise InputError(f"{folder}: every pair is held out for validation; render more pairs")
         self.min_size = min(min(t.shape[-2:]) for t in self.train_x)
 
-    def batch(self, step: int, rank: int, size: int, crop: int, seed: int, margin: int = 0):
+    def batch(self, step: int, rank: int, size: int, crop: int, seed: int, margin: int = 0, align: int = 1):
         """``(x, y)`` float ``[size, 3, crop + margin, crop + margin]``: random pairs, windows and flips,
-        a function of ``(seed, step, rank)`` only."""
+        a function of ``(seed, step, rank)`` only. ``align`` > 1: the windows start at multiples of
+        ``align`` pixels of the pair and are not mirrored, so a crop keeps the pair's pixel grid (a
+        teacher without jitter draws detail tied to the backbone's stride grid of the whole picture)."""
         rng = np.random.default_rng([seed, step, rank])
         c = crop + margin
         xs, ys = [], []
@@ -45,9 +47,9 @@ class PairSet:
             k = int(rng.integers(len(self.train_x)))
             x, y = self.train_x[k], self.train_y[k]
             h, w = x.shape[-2:]
-            oy, ox = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
+            oy, ox = (align * int(rng.integers((n - c) // align + 1)) for n in (h, w))
             xw, yw = x[:, oy:oy + c, ox:ox + c], y[:, oy:oy + c, ox:ox + c]
-            if rng.random() < 0.5:
+            if rng.random() < 0.5 and align == 1:
                 xw, yw = xw.flip(-1), yw.flip(-1)
             xs.append(xw)
             ys.append(yw)

@@ -189,7 +189,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     for step in range(start, end):
         for g in opt.param_groups:
             g["lr"] = cfg.lr_at(step) * g.get("lr_scale", 1.0)
-        x, y = pairs.batch(step, rank, cfg.batch, cfg.crop, cfg.seed, margin)
+        x, y = pairs.batch(step, rank, cfg.batch, cfg.crop, cfg.seed, margin, align=cfg.crop_align)
         x, y = x.to(dev), y.to(dev)
         c = cfg.crop
         xa, ya = x[..., :c, :c], y[..., :c, :c]
