@@ -710,6 +710,48 @@ def test_fine_blocks_grow_as_the_identity_and_export(gen, tmp_path):
     assert float(np.abs(got - changed.numpy()).max()) < 1e-4
 
 
+def test_stem_path_is_the_stems_vjp_grows_and_exports(gen, tmp_path):
+    """stem_path: a map at the stem's output carried back to the pixels by the stem's vector-Jacobian
+    product at the picture. It equals autograd's gradient of <stem(x), g> (odd sizes too), a filter grown
+    with it draws the same picture until it learns, it cannot be dropped, and ONNX Runtime runs it."""
+    pytest.importorskip("onnxruntime")
+    from fastdream.backbones.efficientnet_lite import conv_bn
+    from fastdream.distill.export import export_onnx
+    from fastdream.distill.runtime import FilterRunner
+
+    cfg = dict(width=4, blocks=1, deep=8, mid_blocks=1, version=3)
+    b = build_generator(GeneratorConfig(**cfg, stem_path=True), pretrained=True).eval()
+    enc = b.encoder
+    for h, w in [(64, 96), (47, 61)]:
+        x = torch.rand(2, 3, h, w, generator=gen, requires_grad=True)
+        stem = enc._stem_act(conv_bn(enc._conv_stem, enc._bn0, (x - b.mean) / b.std))
+        g = torch.randn(stem.shape, generator=gen)
+        (want,) = torch.autograd.grad(stem, x, g)
+        got = b.stem_vjp(g, stem.detach(), x.detach()) / b.STEM_SCALE
+        assert got.shape == want.shape
+        assert float((got - want).abs().max()) < 1e-4 * float(want.abs().max())
+    a = build_generator(GeneratorConfig(**cfg), pretrained=True).eval()
+    with torch.no_grad():
+        for n, p in a.named_parameters():
+            if not n.startswith("encoder."):
+                p.normal_(0, 0.3, generator=gen)
+    b.load_generator(a)
+    x = torch.rand(1, 3, 64, 96, generator=gen)
+    with torch.no_grad():
+        assert float((b(x) - a(x)).abs().max()) < 1e-6  # grown: the same filter
+        b.to_stem.weight.normal_(0, 0.3, generator=gen)
+        changed, before = b(x), a(x)
+    assert float((changed - before).abs().mean()) > 1e-3
+    with pytest.raises(ValueError, match="cannot lose it"):
+        a.load_generator(b)
+    with pytest.raises(FastdreamError, match="stem path is for the v3"):
+        GeneratorConfig(width=4, blocks=1, deep=8, version=2, stem_path=True).validate()
+    save_checkpoint(tmp_path / "s.pt", b, None, 1, TrainConfig(**cfg, stem_path=True), {"preset": "classic"}, [])
+    export_onnx(tmp_path / "s.pt", tmp_path / "s.onnx")
+    got = FilterRunner(tmp_path / "s.onnx").run_numpy(x.numpy())
+    assert float(np.abs(got - changed.numpy()).max()) < 1e-4
+
+
 def test_phases_filter_exports_re_exports_and_grows_by_init(pairs, tmp_path, gen):
     """A phases filter through ONNX Runtime (the same pictures as torch), rebuilt from its file by
     `fastdream export`, and `--init FILTER --output-stage phases` growing a resize filter's stage."""

@@ -63,6 +63,8 @@ class GeneratorConfig:
     fine_blocks: int = 0  # v3: residual blocks after the decoder's 1/4 and 1/2 stages (each starts as the identity)
     output: str = "resize"  # v3: resize (bilinear 2x, then 3x3 at full size) | phases (12 free phase channels
                             # at half size, pixel-shuffled: full-resolution detail)
+    stem_path: bool = False  # v3: a 32-channel map at 1/2 drawn back to the pixels through the stem's own
+                             # vector-Jacobian product at the picture (what a dream's step does there)
 
     def validate(self) -> None:
         if self.padding not in PADDINGS:
@@ -87,6 +89,8 @@ class GeneratorConfig:
             raise FastdreamError(f"generator output stage must be one of {', '.join(OUTPUT_STAGES)}, got {self.output!r}")
         if self.output != "resize" and self.version != 3:
             raise FastdreamError("the phases output stage is for the v3 generator")
+        if self.stem_path and self.version != 3:
+            raise FastdreamError("the stem path is for the v3 generator")
 
     @property
     def arch(self) -> str:
@@ -396,6 +400,11 @@ class DreamNetB(_Generator):
         for m in outs:  # zero at initialization: the untrained filter is the identity
             for t in m.parameters():
                 nn.init.zeros_(t)
+        self.to_stem = None
+        if self.config.stem_path:  # zero at first: a trained filter grows it
+            self.to_stem = nn.Conv2d(w, c1, 1)
+            nn.init.zeros_(self.to_stem.weight)
+            nn.init.zeros_(self.to_stem.bias)
         self.tail: HalfSizeOutput | None = None
         self.train_encoder(False)
 
@@ -436,7 +445,9 @@ class DreamNetB(_Generator):
             raise ValueError(f"a {other.config.output} output stage cannot become a {self.config.output} one")
         if other.config.fine_blocks > self.config.fine_blocks:
             raise ValueError(f"{other.config.fine_blocks} fine blocks cannot become {self.config.fine_blocks}")
-        grown = [k for k in self.state_dict() if k not in state and k.startswith(("fine1.", "fine2."))]
+        if other.config.stem_path and not self.config.stem_path:
+            raise ValueError("a generator with the stem path cannot lose it")
+        grown = [k for k in self.state_dict() if k not in state and k.startswith(("fine1.", "fine2.", "to_stem."))]
         missing, unexpected = self.load_state_dict(state, strict=False)
         if set(missing) != set(grown) or unexpected:
             raise ValueError(f"weights that do not fit: missing {missing}, unexpected {unexpected}")
@@ -466,6 +477,7 @@ class DreamNetB(_Generator):
         y = self.mid(_resize_to(self.reduce4(y), e3) + self.skip3(e3))    # [B, 4w, H/8, W/8]
         y = self.fine2(F.relu(self.dec2(_resize_to(self.reduce3(y), e2) + self.skip2(e2))))   # [B, 2w, H/4, W/4]
         y = self.fine1(F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + self.skip1(e1))))   # [B, w, H/2, W/2]
+        g = self.to_stem(y) if self.to_stem is not None else None         # [B, 32, H/2, W/2]
         y = self.head(y)                                                  # [B, 8, H/2, W/2]
         if self.out_phases is not None:                                   # 4 phases x 3 colours at 1/2
             delta = (F.pixel_shuffle(self.out_phases(F.pad(y, (1, 1, 1, 1), mode="replicate")), 2)
@@ -474,9 +486,33 @@ class DreamNetB(_Generator):
             delta = self.tail(y, xp)
         else:
             delta = self.out(torch.cat([_resize_to(y, xp), xp], 1))       # [B, 3, H, W]
+        if g is not None:
+            delta = delta + self.stem_vjp(g, e1, xp)
         if ph or pw:  # (not in the ONNX graph: the runtime pads to its multiples itself, so no crop is traced)
             delta = delta[..., :H, :W]
         return torch.clamp(x + delta, 0.0, 1.0)
+
+
+    STEM_SCALE = 0.02  # the stem path's change per unit of its map: Adam's first steps move it about as
+                       # far as they move the output stage's
+
+    def stem_vjp(self, g: torch.Tensor, stem: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``J^T g``: the map ``g`` at the stem's output ``[B, 32, H/2, W/2]`` carried back to the picture
+        ``[B, 3, H, W]`` through the stem as it acts on ``x`` (ReLU6's gate where the activation ``stem``
+        is strictly between 0 and 6, the stride-2 convolution transposed with its BatchNorm folded, its
+        TensorFlow-style padding, the input normalization), scaled by ``STEM_SCALE``. It is what the
+        gradient of ``<stem(x), g>`` with respect to ``x`` is, so it draws pixel-fine detail the way a
+        dream's steps do; tested against autograd."""
+        enc = self.encoder
+        conv, bn = enc._conv_stem, enc._bn0
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        weight = conv.weight * scale.view(-1, 1, 1, 1)                    # [32, 3, 3, 3]
+        gate = ((stem > 0) & (stem < 6)).to(g.dtype)
+        H, W = x.shape[-2:]
+        pt, pl = (max((-(-n // 2) - 1) * 2 + 3 - n, 0) // 2 for n in (H, W))  # SAME: the odd pixel bottom/right
+        d = F.conv_transpose2d(g * gate, weight, stride=2)                # [B, 3, 2h + 1, 2w + 1] over the padded input
+        d = d[..., pt:pt + H, pl:pl + W]
+        return d * (self.STEM_SCALE / self.std)
 
 
 def pad_multiple(config: GeneratorConfig) -> int:

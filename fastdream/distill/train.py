@@ -107,7 +107,8 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
         cfg = dataclasses.replace(cfg, version=g.version, width=g.width, blocks=g.blocks, deep=g.deep,
                                   mid_blocks=g.mid_blocks, coarse=g.coarse, padding=g.padding,
                                   output="phases" if "phases" in (g.output, cfg.output) else g.output,
-                                  fine_blocks=max(g.fine_blocks, cfg.fine_blocks))
+                                  fine_blocks=max(g.fine_blocks, cfg.fine_blocks),
+                                  stem_path=g.stem_path or cfg.stem_path)
         cfg.validate_layout()
         if resume and out.exists():
             start_from = None
