@@ -128,23 +128,29 @@ class SameConv2d(nn.Conv2d):
     def _forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         return self._conv_forward(self._pad(x), weight, bias)
 
+    def same_pads(self, size) -> list[tuple[int, int]]:
+        """``[(top, bottom), (left, right)]``: the "SAME" padding of an input of spatial ``size`` (the odd
+        pixel bottom/right; zeros on the fast path, whose padding is the convolution's own)."""
+        if not self._dynamic:
+            return [(0, 0), (0, 0)]
+        pads = []
+        # A traced graph (ONNX export) would keep ``ceil(size / s)`` as the example's constant. For sizes
+        # in steps of the stride the padding is ``k - s`` whatever the size, so a trace at such a size
+        # records that constant; such graphs then take sizes in steps of the network's total stride
+        # (the v3 dream filter's ``fastdream.pad_multiple``).
+        tracing = torch.jit.is_tracing()
+        for n, k, s in zip(size, self.kernel_size, self.stride):
+            if tracing and int(n) % s == 0:
+                total = max(k - s, 0)
+            else:
+                total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+            pads.append((total // 2, total - total // 2))
+        return pads
+
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        if self._dynamic:
-            pads = []
-            # A traced graph (ONNX export) would keep ``ceil(size / s)`` as the example's constant. For sizes
-            # in steps of the stride the padding is ``k - s`` whatever the size, so a trace at such a size
-            # records that constant; such graphs then take sizes in steps of the network's total stride
-            # (the v3 dream filter's ``fastdream.pad_multiple``).
-            tracing = torch.jit.is_tracing()
-            for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride):
-                if tracing and int(size) % s == 0:
-                    total = max(k - s, 0)
-                else:
-                    total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-                pads.append((total // 2, total - total // 2))
-            (top, bottom), (left, right) = pads
-            if top or bottom or left or right:
-                x = F.pad(x, (left, right, top, bottom))
+        (top, bottom), (left, right) = self.same_pads(x.shape[-2:])
+        if top or bottom or left or right:
+            x = F.pad(x, (left, right, top, bottom))
         return x
 
 
@@ -186,13 +192,13 @@ def _frozen(conv: nn.Module, bn: nn.BatchNorm2d) -> bool:
                 or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks)
 
 
-def conv_bn(conv: SameConv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-    """``bn(conv(x))``. With a frozen BatchNorm (see :func:`_frozen`) the BatchNorm is folded into the
-    convolution: ``W' = W * g / sqrt(var + eps)`` per output channel, ``b' = beta - mean * g / sqrt(var + eps)``
-    (exact up to rounding). Dreams then skip the BatchNorm's forward and backward passes, a quarter of a
-    forward+backward pass to block9 at 1080p (measured: 334 of 1362 ms under bf16 autocast)."""
-    if not _frozen(conv, bn):
-        return bn(conv(x))
+def fold_bn(conv: SameConv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The convolution's weight and bias with the BatchNorm's running statistics folded in:
+    ``W' = W * g / sqrt(var + eps)`` per output channel, ``b' = beta - mean * g / sqrt(var + eps)``.
+    Cached on the BatchNorm while nothing of either trains (then recomputed, so gradients reach them)."""
+    if conv.weight.requires_grad or bn.weight.requires_grad or bn.bias.requires_grad:
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        return conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
     key = (conv.weight._version, bn.weight._version, bn.bias._version, bn.running_mean._version,
            bn.running_var._version, conv.weight.data_ptr(), bn.running_var.data_ptr(), conv.weight.device)
     cached = getattr(bn, "_folded", None)
@@ -203,7 +209,17 @@ def conv_bn(conv: SameConv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tens
             b = bn.bias - bn.running_mean * scale
         cached = (key, w, b)
         object.__setattr__(bn, "_folded", cached)  # a plain attribute: not a buffer, not in the state dict
-    return conv(x, cached[1], cached[2])
+    return cached[1], cached[2]
+
+
+def conv_bn(conv: SameConv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``bn(conv(x))``. With a frozen BatchNorm (see :func:`_frozen`) the BatchNorm is folded into the
+    convolution (:func:`fold_bn`, exact up to rounding). Dreams then skip the BatchNorm's forward and
+    backward passes, a quarter of a forward+backward pass to block9 at 1080p (measured: 334 of 1362 ms
+    under bf16 autocast)."""
+    if not _frozen(conv, bn):
+        return bn(conv(x))
+    return conv(x, *fold_bn(conv, bn))
 
 
 class MBConvBlock(nn.Module):

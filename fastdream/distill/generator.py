@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastdream.backbones.efficientnet_lite import MEAN, STD, EfficientNetLite, conv_bn, default_weights_path
+from fastdream.backbones.efficientnet_lite import MEAN, STD, EfficientNetLite, conv_bn, default_weights_path, fold_bn
 from fastdream.errors import FastdreamError
 
 ARCH = "fastdream-dreamnet-v2"          # what `distill train` makes by default
@@ -354,6 +354,9 @@ class DreamNetB(_Generator):
     shows the decoder that picture. It costs a quarter of the encoder's time more.
     """
 
+    STEM_SCALE = 0.02  # the stem path's change per unit of its map: Adam's first steps move it about as
+                       # far as they move the output stage's
+
     def __init__(self, config: GeneratorConfig | None = None, pretrained: bool = False):
         super().__init__()
         self.config = dataclasses.replace(config or GeneratorConfig(), version=3)
@@ -492,10 +495,6 @@ class DreamNetB(_Generator):
             delta = delta[..., :H, :W]
         return torch.clamp(x + delta, 0.0, 1.0)
 
-
-    STEM_SCALE = 0.02  # the stem path's change per unit of its map: Adam's first steps move it about as
-                       # far as they move the output stage's
-
     def stem_vjp(self, g: torch.Tensor, stem: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``J^T g``: the map ``g`` at the stem's output ``[B, 32, H/2, W/2]`` carried back to the picture
         ``[B, 3, H, W]`` through the stem as it acts on ``x`` (ReLU6's gate where the activation ``stem``
@@ -503,14 +502,12 @@ class DreamNetB(_Generator):
         TensorFlow-style padding, the input normalization), scaled by ``STEM_SCALE``. It is what the
         gradient of ``<stem(x), g>`` with respect to ``x`` is, so it draws pixel-fine detail the way a
         dream's steps do; tested against autograd."""
-        enc = self.encoder
-        conv, bn = enc._conv_stem, enc._bn0
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        weight = conv.weight * scale.view(-1, 1, 1, 1)                    # [32, 3, 3, 3]
+        conv = self.encoder._conv_stem
+        weight, _ = fold_bn(conv, self.encoder._bn0)                      # [32, 3, 3, 3]
         gate = ((stem > 0) & (stem < 6)).to(g.dtype)
         H, W = x.shape[-2:]
-        pt, pl = (max((-(-n // 2) - 1) * 2 + 3 - n, 0) // 2 for n in (H, W))  # SAME: the odd pixel bottom/right
-        d = F.conv_transpose2d(g * gate, weight, stride=2)                # [B, 3, 2h + 1, 2w + 1] over the padded input
+        (pt, _), (pl, _) = conv.same_pads((H, W))
+        d = F.conv_transpose2d(g * gate, weight, stride=conv.stride)     # over the padded input
         d = d[..., pt:pt + H, pl:pl + W]
         return d * (self.STEM_SCALE / self.std)
 
