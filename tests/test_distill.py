@@ -1056,6 +1056,49 @@ def test_training_with_a_multiscale_discriminator_resumes_and_refuses_other_scal
     assert read_checkpoint(out)["step"] == 3
 
 
+def test_highpass_discriminator_sees_only_the_fine_band(tmp_path):
+    from fastdream.distill.losses import PatchDiscriminator
+
+    torch.manual_seed(5)
+    D = PatchDiscriminator(8, 2, highpass=1.0).eval()
+    x, y = torch.rand(2, 3, 48, 40), torch.rand(2, 3, 48, 40)
+    # the fine band against a plain 2-d Gaussian of sigma 1 (radius 3), reflected at the borders
+    r = torch.arange(-3, 4, dtype=torch.float64)
+    g = torch.exp(-r * r / 2)
+    k = torch.outer(g, g) / torch.outer(g, g).sum()
+    blur = F.conv2d(F.pad(y.double().reshape(6, 1, 48, 40), (3, 3, 3, 3), mode="reflect"), k[None, None])
+    ref = (y.double() - blur.reshape(2, 3, 48, 40)) * PatchDiscriminator.HIGHPASS_GAIN
+    assert torch.allclose(D.fine_band(y).double(), ref, atol=1e-5)
+    with torch.no_grad():
+        base = D(x, y)
+        # a change of the dream's brightness leaves the scores as they were
+        for a, b in zip(base, D(x, y + 0.1)):
+            assert torch.allclose(a, b, atol=1e-5)
+        for a, b in zip(base, D(x, y + 0.05 * torch.randn_like(y))):  # fine texture moves them
+            assert (a - b).abs().max() > 1e-4
+        for a, b in zip(base, D(x + 0.1, y)):  # the photo is seen whole
+            assert (a - b).abs().max() > 1e-4
+        # the whole-dream discriminator, by contrast, sees the brightness
+        W = PatchDiscriminator(8, 1).eval()
+        assert (W(x, y)[0] - W(x, y + 0.1)[0]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="high-pass sigma"):
+        PatchDiscriminator(8, 1, highpass=9.0)
+    with pytest.raises(FastdreamError, match="high-pass sigma must be in 0..8"):
+        TrainConfig(**{**TINY, "disc_highpass": -1.0}).validate()
+
+
+def test_training_with_a_highpass_discriminator_resumes_and_refuses_another_sigma(pairs, tmp_path):
+    cfg = dict(TINY, adversarial_weight=0.5, adversarial_start=1, disc_width=4, steps=3, disc_highpass=1.0)
+    out = tmp_path / "hp.pt"
+    res = train(pairs, out, TrainConfig(**dict(cfg, until=2)))
+    assert "disc" in res["last_losses"] and "adversarial" in res["last_losses"]
+    assert read_checkpoint(out)["train_config"]["disc_highpass"] == 1.0
+    with pytest.raises(InputError, match="high-pass of sigma 1.0, not 0.0.*--disc-highpass"):
+        train(pairs, out, TrainConfig(**dict(cfg, disc_highpass=0.0)), resume=True)
+    train(pairs, out, TrainConfig(**cfg), resume=True)
+    assert read_checkpoint(out)["step"] == 3
+
+
 # -- fidelity, judged by EfficientNet-Lite2 --------------------------------------------------------
 
 def test_eval_judges_an_identity_filter_as_no_closer_than_the_photo(tmp_path, gen):

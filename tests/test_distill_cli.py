@@ -266,6 +266,9 @@ def test_distill_train_bad_data(tmp_path, capsys):
     for bad in ("5", "0", "two"):
         fails_cleanly(["distill", "train", tmp_path / "d", "-o", tmp_path / "f.pt", "--disc-scales", bad], capsys,
                       tmp_path / "f.pt", "--disc-scales")
+    for bad in ("-1", "9", "nan"):
+        fails_cleanly(["distill", "train", tmp_path / "d", "-o", tmp_path / "f.pt", "--disc-highpass", bad], capsys,
+                      tmp_path / "f.pt", "--disc-highpass")
 
 
 def test_video_frame_processor_uses_the_filter_runner():

@@ -123,6 +123,10 @@ def add_parser(sub):
     t.add_argument("--disc-scales", type=number(int, 1, 4), default=D.disc_scales,
                    help="discriminators at 1, 1/2, 1/4, 1/8 of the size (each score of the finest sees 78 "
                         f"pixels, of the next 156, ...; default {D.disc_scales})")
+    t.add_argument("--disc-highpass", type=number(float, 0, 8), default=D.disc_highpass, metavar="SIGMA",
+                   help="show the discriminator only the dream's fine band: the picture minus its Gaussian "
+                        "blur of this sigma in pixels, beside the whole photo (0: the whole dream; default "
+                        f"{D.disc_highpass:g})")
     t.add_argument("--disc-lr", type=number(float, 0, 10, lo_open=True), default=D.disc_lr,
                    help="discriminator learning rate")
     t.add_argument("--objective-weight", type=number(float, 0), default=D.objective_weight,
@@ -270,7 +274,7 @@ def run_train(args) -> int:
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, crop_align=args.crop_align, lr=args.lr, width=args.width,
                       blocks=args.blocks, version=int(args.arch[1:]), deep=args.deep, mid_blocks=args.mid_blocks,
                       train_encoder=args.train_encoder, coarse=args.coarse, output=args.output_stage, fine_blocks=args.fine_blocks, stem_path=args.stem_path, adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
-                      disc_width=args.disc_width, disc_scales=args.disc_scales, disc_lr=args.disc_lr, device=args.device, until=args.until,
+                      disc_width=args.disc_width, disc_scales=args.disc_scales, disc_highpass=args.disc_highpass, disc_lr=args.disc_lr, device=args.device, until=args.until,
                       pixel_weight=args.pixel_weight, feature_weight=args.feature_weight,
                       objective_weight=args.objective_weight, loss_margin=args.loss_margin,
                       objective_target=args.objective_target, objective_patch=args.objective_patch,

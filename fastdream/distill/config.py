@@ -36,6 +36,7 @@ class TrainConfig:
     adversarial_start: int = 800      # reconstruction-only steps before the discriminator joins
     disc_width: int = 32
     disc_scales: int = 1            # 2..4: discriminators of the pair shrunk by 2, 4, 8 beside it
+    disc_highpass: float = 0.0      # > 0: the discriminator sees only the dream's fine band (sigma, px)
     disc_lr: float = 4e-4
     objective_weight: float = 0.0
     objective_target: float = 1.0  # the objective term is satisfied at this multiple of the teacher's objective
@@ -89,6 +90,8 @@ class TrainConfig:
             raise FastdreamError("a feature loss needs at least one backbone layer")
         if not isinstance(self.adversarial_start, int) or self.adversarial_start < 0:
             raise FastdreamError(f"adversarial start must be a whole number of steps >= 0, got {self.adversarial_start!r}")
+        if not (0 <= self.disc_highpass <= 8 and math.isfinite(self.disc_highpass)):
+            raise FastdreamError(f"discriminator high-pass sigma must be in 0..8 pixels, got {self.disc_highpass!r}")
         if not (self.disc_lr > 0 and math.isfinite(self.disc_lr)):
             raise FastdreamError(f"discriminator learning rate must be positive, got {self.disc_lr!r}")
         if not isinstance(self.disc_width, int) or not 4 <= self.disc_width <= 512:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastdream.distill.config import FEATURE_NORMS
-from fastdream.metrics import gram_matrix, unit_feature_distance
+from fastdream.metrics import gaussian_window, gram_matrix, unit_feature_distance
 
 
 class FeatureLoss(torch.nn.Module):
@@ -170,12 +170,25 @@ class PatchDiscriminator(nn.Module):
     shrunk by 2, 4, ... (a 3x3 average with stride 2 per level, as in pix2pixHD's multi-scale
     discriminator): their scores see 156, 312, ... pixels, the teacher's large eyeballs and arcs that
     the finest one cannot judge whole. Each coarser one costs a quarter of the one before.
+
+    ``highpass = sigma > 0`` shows it only the fine band of the dream: ``y`` minus its Gaussian blur of
+    that sigma (reflected at the borders), times :attr:`HIGHPASS_GAIN`, beside the whole photo. It then
+    cannot tell the two apart by the large structures (which the generator may be unable to draw) and
+    judges only whether the fine texture is the teacher's kind, and belongs to that photo.
     """
 
-    def __init__(self, width: int = 32, scales: int = 1):
+    HIGHPASS_GAIN = 8.0  # the fine band of a dream is a few hundredths: brought to about the photo's range
+
+    def __init__(self, width: int = 32, scales: int = 1, highpass: float = 0.0):
         super().__init__()
         if not isinstance(scales, int) or not 1 <= scales <= 4:
             raise ValueError(f"discriminator scales must be a whole number in 1..4, got {scales!r}")
+        if not (0 <= highpass <= 8):
+            raise ValueError(f"discriminator high-pass sigma must be in 0..8 pixels, got {highpass!r}")
+        self.highpass = float(highpass)
+        if highpass > 0:
+            r = max(1, int(np.ceil(3 * highpass)))
+            self.register_buffer("taps", gaussian_window(2 * r + 1, highpass, torch.float32), persistent=False)
         self.net = self._branch(width)
         self.coarser = nn.ModuleList(self._branch(width) for _ in range(scales - 1))
 
@@ -189,8 +202,20 @@ class PatchDiscriminator(nn.Module):
         layers.append(sn(nn.Conv2d(chans[-1], 1, 3, padding=1)))
         return nn.Sequential(*layers)
 
+    def fine_band(self, y: torch.Tensor) -> torch.Tensor:
+        """``y`` minus its separable Gaussian blur (the high-pass the discriminator sees), times the gain."""
+        g = self.taps.to(y.dtype)
+        r, (B, C, H, W) = len(g) // 2, y.shape
+        t = y.reshape(B * C, 1, H, W)
+        b = F.conv2d(F.pad(t, (0, 0, r, r), mode="reflect"), g.view(1, 1, -1, 1))
+        b = F.conv2d(F.pad(b, (r, r, 0, 0), mode="reflect"), g.view(1, 1, 1, -1))
+        return (t - b).reshape(B, C, H, W) * self.HIGHPASS_GAIN
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
-        z = torch.cat([x, y], 1) * 2 - 1  # inputs in [0, 1] -> [-1, 1]
+        if self.highpass > 0:
+            z = torch.cat([x * 2 - 1, self.fine_band(y)], 1)
+        else:
+            z = torch.cat([x, y], 1) * 2 - 1  # inputs in [0, 1] -> [-1, 1]
         out = [self.net(z)]
         for branch in self.coarser:
             z = F.avg_pool2d(z, 3, stride=2, padding=1, count_include_pad=False)

@@ -129,7 +129,7 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
     opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.5, 0.99))
     disc = d_opt = None
     if cfg.adversarial_weight > 0:
-        disc = PatchDiscriminator(cfg.disc_width, cfg.disc_scales).to(dev)
+        disc = PatchDiscriminator(cfg.disc_width, cfg.disc_scales, cfg.disc_highpass).to(dev)
         d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.99))
     start, history = 0, []
     if resume and out.exists():
@@ -147,6 +147,10 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
                 raise InputError(f"{out}: its discriminator has width {width} and {scales} scale(s), not "
                                  f"{cfg.disc_width} and {cfg.disc_scales}; resume with the checkpoint's "
                                  "--disc-width and --disc-scales")
+            hp = tc.get("disc_highpass", d.disc_highpass)
+            if hp != cfg.disc_highpass:
+                raise InputError(f"{out}: its discriminator saw the high-pass of sigma {hp}, not "
+                                 f"{cfg.disc_highpass}; resume with the checkpoint's --disc-highpass")
             disc.load_state_dict(ck["discriminator"])
             if ck.get("d_optimizer"):
                 d_opt.load_state_dict(ck["d_optimizer"])
