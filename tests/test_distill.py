@@ -752,6 +752,57 @@ def test_stem_path_is_the_stems_vjp_grows_and_exports(gen, tmp_path):
     assert float(np.abs(got - changed.numpy()).max()) < 1e-4
 
 
+def test_block0_path_is_block0s_vjp_grows_and_exports(gen, tmp_path):
+    """block0_path: a map at block0's output carried back through block0 (the projection, the depthwise
+    3x3's ReLU6 gate, the depthwise 3x3) to the stem's output, then to the pixels like the stem path. It
+    equals autograd's gradient of <block0(stem), g> (odd sizes too), grows from a filter without it
+    (with or without the stem path beside it), cannot be dropped, and ONNX Runtime runs it."""
+    pytest.importorskip("onnxruntime")
+    from fastdream.distill.export import export_onnx, generator_from_onnx
+    from fastdream.distill.runtime import FilterRunner
+
+    cfg = dict(width=4, blocks=1, deep=8, mid_blocks=1, version=3)
+    b = build_generator(GeneratorConfig(**cfg, stem_path=True, block0_path=True), pretrained=True).eval()
+    blk = b.encoder._blocks[0]
+    for h, w in [(32, 48), (23, 31)]:
+        stem = (torch.rand(2, 32, h, w, generator=gen) * 8 - 1).requires_grad_(True)
+        out = blk(stem)
+        g = torch.randn(out.shape, generator=gen)
+        (want,) = torch.autograd.grad(out, stem, g)
+        got = b.block0_vjp(g, stem.detach())
+        assert got.shape == want.shape
+        assert float((got - want).abs().max()) < 1e-4 * float(want.abs().max())
+    a = build_generator(GeneratorConfig(**cfg, stem_path=True), pretrained=True).eval()
+    with torch.no_grad():
+        for n, p in a.named_parameters():
+            if not n.startswith("encoder."):
+                p.normal_(0, 0.3, generator=gen)
+    b.load_generator(a)
+    x = torch.rand(1, 3, 64, 96, generator=gen)
+    with torch.no_grad():
+        assert float((b(x) - a(x)).abs().max()) < 1e-6  # grown: the same filter
+        b.to_block0.weight.normal_(0, 0.3, generator=gen)
+        changed, before = b(x), a(x)
+    assert float((changed - before).abs().mean()) > 1e-3
+    with pytest.raises(ValueError, match="block0 path cannot lose it"):
+        a.load_generator(b)
+    with pytest.raises(FastdreamError, match="block0 path is for the v3"):
+        GeneratorConfig(width=4, blocks=1, deep=8, version=2, block0_path=True).validate()
+    tc = TrainConfig(**cfg, stem_path=True, block0_path=True)
+    save_checkpoint(tmp_path / "b.pt", b, None, 1, tc, {"preset": "classic"}, [])
+    export_onnx(tmp_path / "b.pt", tmp_path / "b.onnx")
+    got = FilterRunner(tmp_path / "b.onnx").run_numpy(x.numpy())
+    assert float(np.abs(got - changed.numpy()).max()) < 1e-4
+    again, _ = generator_from_onnx(tmp_path / "b.onnx")  # the file says it has the path
+    assert again.config.block0_path and again.config.stem_path
+    # alone, without the stem path's own map
+    c = build_generator(GeneratorConfig(**cfg, block0_path=True), pretrained=True).eval()
+    assert c.to_stem is None
+    with torch.no_grad():
+        c.to_block0.weight.normal_(0, 0.3, generator=gen)
+        assert float((c(x) - x).abs().mean()) > 1e-3
+
+
 def test_phases_filter_exports_re_exports_and_grows_by_init(pairs, tmp_path, gen):
     """A phases filter through ONNX Runtime (the same pictures as torch), rebuilt from its file by
     `fastdream export`, and `--init FILTER --output-stage phases` growing a resize filter's stage."""

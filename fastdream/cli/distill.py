@@ -89,6 +89,10 @@ def add_parser(sub):
                    help="v3: a 32-channel map at half size drawn back to the pixels through the stem's own "
                         "vector-Jacobian product at the picture, as a dream's steps draw their finest detail "
                         "(zero at first; with --init a filter grows it)")
+    t.add_argument("--block0-path", action="store_true",
+                   help="v3: a 16-channel map at half size drawn back to the pixels through block0's and the "
+                        "stem's vector-Jacobian products at the picture (the depthwise 3x3's gates draw "
+                        "oriented strokes; zero at first; with --init a filter grows it)")
     t.add_argument("--output-stage", choices=["resize", "phases"], default=D.output,
                    help="v3: resize, the half-size change resized and convolved at full size (smooth between "
                         "neighbouring pixels); phases, 12 free channels at half size pixel-shuffled into each 2x2 "
@@ -273,7 +277,7 @@ def run_train(args) -> int:
     _check_report(args.report)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, crop_align=args.crop_align, lr=args.lr, width=args.width,
                       blocks=args.blocks, version=int(args.arch[1:]), deep=args.deep, mid_blocks=args.mid_blocks,
-                      train_encoder=args.train_encoder, coarse=args.coarse, output=args.output_stage, fine_blocks=args.fine_blocks, stem_path=args.stem_path, adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
+                      train_encoder=args.train_encoder, coarse=args.coarse, output=args.output_stage, fine_blocks=args.fine_blocks, stem_path=args.stem_path, block0_path=args.block0_path, adversarial_weight=args.adversarial_weight, adversarial_start=args.adversarial_start,
                       disc_width=args.disc_width, disc_scales=args.disc_scales, disc_highpass=args.disc_highpass, disc_lr=args.disc_lr, device=args.device, until=args.until,
                       pixel_weight=args.pixel_weight, feature_weight=args.feature_weight,
                       objective_weight=args.objective_weight, loss_margin=args.loss_margin,

@@ -27,6 +27,7 @@ class TrainConfig:
     output: str = "resize"      # v3: the output stage, resize | phases (GeneratorConfig.output)
     fine_blocks: int = 0        # v3: residual blocks after the decoder's 1/4 and 1/2 stages
     stem_path: bool = False     # v3: the stem's vector-Jacobian product draws pixel-fine detail (GeneratorConfig)
+    block0_path: bool = False   # v3: ...and block0's before it (GeneratorConfig)
     padding: str = "zeros"
     pixel_weight: float = 1.0
     feature_weight: float = 1.0
@@ -119,7 +120,8 @@ class TrainConfig:
 
         return GeneratorConfig(width=self.width, blocks=self.blocks, padding=self.padding, version=self.version,
                                deep=self.deep, mid_blocks=self.mid_blocks, coarse=self.coarse,
-                               output=self.output, fine_blocks=self.fine_blocks, stem_path=self.stem_path)
+                               output=self.output, fine_blocks=self.fine_blocks, stem_path=self.stem_path,
+                               block0_path=self.block0_path)
 
     def lr_at(self, step: int) -> float:
         t = min(1.0, step / max(1, self.steps))

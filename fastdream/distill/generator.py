@@ -65,6 +65,8 @@ class GeneratorConfig:
                             # at half size, pixel-shuffled: full-resolution detail)
     stem_path: bool = False  # v3: a 32-channel map at 1/2 drawn back to the pixels through the stem's own
                              # vector-Jacobian product at the picture (what a dream's step does there)
+    block0_path: bool = False  # v3: a 16-channel map at 1/2 drawn back through block0's and the stem's
+                               # vector-Jacobian products (the depthwise 3x3's gates: oriented strokes)
 
     def validate(self) -> None:
         if self.padding not in PADDINGS:
@@ -91,6 +93,8 @@ class GeneratorConfig:
             raise FastdreamError("the phases output stage is for the v3 generator")
         if self.stem_path and self.version != 3:
             raise FastdreamError("the stem path is for the v3 generator")
+        if self.block0_path and self.version != 3:
+            raise FastdreamError("the block0 path is for the v3 generator")
 
     @property
     def arch(self) -> str:
@@ -408,6 +412,14 @@ class DreamNetB(_Generator):
             self.to_stem = nn.Conv2d(w, c1, 1)
             nn.init.zeros_(self.to_stem.weight)
             nn.init.zeros_(self.to_stem.bias)
+        self.to_block0 = None
+        if self.config.block0_path:  # zero at first, like the stem path
+            spec = self.encoder._blocks[0].spec
+            if (spec.expand, spec.stride, spec.kernel, spec.cin) != (1, 1, 3, c1):
+                raise ValueError(f"the block0 path needs a block0 without expansion, stride 1, 3x3; got {spec}")
+            self.to_block0 = nn.Conv2d(w, spec.cout, 1)
+            nn.init.zeros_(self.to_block0.weight)
+            nn.init.zeros_(self.to_block0.bias)
         self.tail: HalfSizeOutput | None = None
         self.train_encoder(False)
 
@@ -450,7 +462,10 @@ class DreamNetB(_Generator):
             raise ValueError(f"{other.config.fine_blocks} fine blocks cannot become {self.config.fine_blocks}")
         if other.config.stem_path and not self.config.stem_path:
             raise ValueError("a generator with the stem path cannot lose it")
-        grown = [k for k in self.state_dict() if k not in state and k.startswith(("fine1.", "fine2.", "to_stem."))]
+        if other.config.block0_path and not self.config.block0_path:
+            raise ValueError("a generator with the block0 path cannot lose it")
+        grown = [k for k in self.state_dict()
+                 if k not in state and k.startswith(("fine1.", "fine2.", "to_stem.", "to_block0."))]
         missing, unexpected = self.load_state_dict(state, strict=False)
         if set(missing) != set(grown) or unexpected:
             raise ValueError(f"weights that do not fit: missing {missing}, unexpected {unexpected}")
@@ -481,6 +496,9 @@ class DreamNetB(_Generator):
         y = self.fine2(F.relu(self.dec2(_resize_to(self.reduce3(y), e2) + self.skip2(e2))))   # [B, 2w, H/4, W/4]
         y = self.fine1(F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + self.skip1(e1))))   # [B, w, H/2, W/2]
         g = self.to_stem(y) if self.to_stem is not None else None         # [B, 32, H/2, W/2]
+        if self.to_block0 is not None:                                    # block0's map, carried to the stem's
+            b = self.block0_vjp(self.to_block0(y), e1)
+            g = b if g is None else g + b
         y = self.head(y)                                                  # [B, 8, H/2, W/2]
         if self.out_phases is not None:                                   # 4 phases x 3 colours at 1/2
             delta = (F.pixel_shuffle(self.out_phases(F.pad(y, (1, 1, 1, 1), mode="replicate")), 2)
@@ -494,6 +512,20 @@ class DreamNetB(_Generator):
         if ph or pw:  # (not in the ONNX graph: the runtime pads to its multiples itself, so no crop is traced)
             delta = delta[..., :H, :W]
         return torch.clamp(x + delta, 0.0, 1.0)
+
+    def block0_vjp(self, g: torch.Tensor, stem: torch.Tensor) -> torch.Tensor:
+        """``J^T g``: the map ``g`` at block0's output ``[B, 16, H/2, W/2]`` carried back to the stem's
+        output ``[B, 32, H/2, W/2]`` through block0 as it acts on ``stem`` (the 1x1 projection transposed,
+        ReLU6's gate where the depthwise 3x3's activation is strictly between 0 and 6, the depthwise 3x3
+        transposed; BatchNorms folded, SAME padding of a stride-1 3x3 is one pixel each side). The
+        gradient of ``<block0(stem), g>`` with respect to ``stem``; tested against autograd."""
+        blk = self.encoder._blocks[0]
+        pre = conv_bn(blk._depthwise_conv, blk._bn1, stem)                # the depthwise 3x3 before ReLU6
+        gate = ((pre > 0) & (pre < 6)).to(g.dtype)
+        wp, _ = fold_bn(blk._project_conv, blk._bn2)                      # [16, 32, 1, 1]
+        wd, _ = fold_bn(blk._depthwise_conv, blk._bn1)                    # [32, 1, 3, 3]
+        a = F.conv_transpose2d(g, wp) * gate
+        return F.conv_transpose2d(a, wd, padding=1, groups=wd.shape[0])
 
     def stem_vjp(self, g: torch.Tensor, stem: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``J^T g``: the map ``g`` at the stem's output ``[B, 32, H/2, W/2]`` carried back to the picture

@@ -108,7 +108,8 @@ def train(data, output, cfg: TrainConfig | None = None, *, resume: bool = False,
                                   mid_blocks=g.mid_blocks, coarse=g.coarse, padding=g.padding,
                                   output="phases" if "phases" in (g.output, cfg.output) else g.output,
                                   fine_blocks=max(g.fine_blocks, cfg.fine_blocks),
-                                  stem_path=g.stem_path or cfg.stem_path)
+                                  stem_path=g.stem_path or cfg.stem_path,
+                                  block0_path=g.block0_path or cfg.block0_path)
         cfg.validate_layout()
         if resume and out.exists():
             start_from = None
