@@ -32,6 +32,18 @@ def gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float64) -> 
     return g / g.sum()
 
 
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``x [B, C, H, W]`` blurred by a separable Gaussian of ``sigma`` pixels (``round(3 sigma)`` taps either
+    side), the borders mirrored; differentiable."""
+    B, C, H, W = x.shape
+    r = int(3 * sigma + 0.5)
+    g = gaussian_window(2 * r + 1, sigma, torch.float32).to(x.device, x.dtype)
+    t = x.reshape(B * C, 1, H, W)
+    t = F.conv2d(F.pad(t, (0, 0, r, r), mode="reflect"), g.view(1, 1, -1, 1))
+    t = F.conv2d(F.pad(t, (r, r, 0, 0), mode="reflect"), g.view(1, 1, 1, -1))
+    return t.reshape(B, C, H, W)
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor, *, window: int = 11, sigma: float = 1.5, k1: float = 0.01,
          k2: float = 0.03, peak: float = 1.0) -> float:
     """Mean SSIM of ``x`` against ``y`` (``[B, C, H, W]`` in [0, peak]); 1 for identical pictures.

@@ -710,14 +710,46 @@ def test_fine_blocks_grow_as_the_identity_and_export(gen, tmp_path):
     assert float(np.abs(got - changed.numpy()).max()) < 1e-4
 
 
+def _grows_keeps_and_exports(gen, tmp_path, cfg, without: dict, path: str, grown: str):
+    """A generator with the path ``path`` (a GeneratorConfig flag) grown from one ``without`` it (random
+    weights): the same pictures until its ``grown`` layer (zero at first) learns, then others; the path
+    cannot be dropped; the file exported from it runs in ONNX Runtime with the same pictures and says it
+    has the path. Returns the grown generator."""
+    from fastdream.distill.export import export_onnx, generator_from_onnx
+    from fastdream.distill.runtime import FilterRunner
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    b = build_generator(GeneratorConfig(**cfg, **without, **{path: True}), pretrained=True).eval()
+    a = build_generator(GeneratorConfig(**cfg, **without), pretrained=True).eval()
+    with torch.no_grad():
+        for n, p in a.named_parameters():
+            if not n.startswith("encoder."):
+                p.normal_(0, 0.3, generator=gen)
+    b.load_generator(a)
+    x = torch.rand(1, 3, 64, 96, generator=gen)
+    with torch.no_grad():
+        assert float((b(x) - a(x)).abs().max()) < 1e-6  # grown: the same filter
+        getattr(b, grown).weight.normal_(0, 0.3, generator=gen)
+        changed, before = b(x), a(x)
+    assert float((changed - before).abs().mean()) > 1e-3
+    with pytest.raises(ValueError, match=f"{path.replace('_', ' ')} cannot lose it"):
+        a.load_generator(b)
+    save_checkpoint(tmp_path / "g.pt", b, None, 1, TrainConfig(**cfg, **without, **{path: True}),
+                    {"preset": "classic"}, [])
+    export_onnx(tmp_path / "g.pt", tmp_path / "g.onnx")
+    got = FilterRunner(tmp_path / "g.onnx").run_numpy(x.numpy())
+    assert float(np.abs(got - changed.numpy()).max()) < 1e-4
+    again, _ = generator_from_onnx(tmp_path / "g.onnx")  # the file says it has the path
+    assert getattr(again.config, path) and all(getattr(again.config, k) == v for k, v in without.items())
+    return b
+
+
 def test_stem_path_is_the_stems_vjp_grows_and_exports(gen, tmp_path):
     """stem_path: a map at the stem's output carried back to the pixels by the stem's vector-Jacobian
     product at the picture. It equals autograd's gradient of <stem(x), g> (odd sizes too), a filter grown
     with it draws the same picture until it learns, it cannot be dropped, and ONNX Runtime runs it."""
     pytest.importorskip("onnxruntime")
     from fastdream.backbones.efficientnet_lite import conv_bn
-    from fastdream.distill.export import export_onnx
-    from fastdream.distill.runtime import FilterRunner
 
     cfg = dict(width=4, blocks=1, deep=8, mid_blocks=1, version=3)
     b = build_generator(GeneratorConfig(**cfg, stem_path=True), pretrained=True).eval()
@@ -730,26 +762,9 @@ def test_stem_path_is_the_stems_vjp_grows_and_exports(gen, tmp_path):
         got = b.stem_vjp(g, stem.detach(), x.detach()) / b.STEM_SCALE
         assert got.shape == want.shape
         assert float((got - want).abs().max()) < 1e-4 * float(want.abs().max())
-    a = build_generator(GeneratorConfig(**cfg), pretrained=True).eval()
-    with torch.no_grad():
-        for n, p in a.named_parameters():
-            if not n.startswith("encoder."):
-                p.normal_(0, 0.3, generator=gen)
-    b.load_generator(a)
-    x = torch.rand(1, 3, 64, 96, generator=gen)
-    with torch.no_grad():
-        assert float((b(x) - a(x)).abs().max()) < 1e-6  # grown: the same filter
-        b.to_stem.weight.normal_(0, 0.3, generator=gen)
-        changed, before = b(x), a(x)
-    assert float((changed - before).abs().mean()) > 1e-3
-    with pytest.raises(ValueError, match="cannot lose it"):
-        a.load_generator(b)
+    _grows_keeps_and_exports(gen, tmp_path, cfg, {}, "stem_path", "to_stem")
     with pytest.raises(FastdreamError, match="stem path is for the v3"):
         GeneratorConfig(width=4, blocks=1, deep=8, version=2, stem_path=True).validate()
-    save_checkpoint(tmp_path / "s.pt", b, None, 1, TrainConfig(**cfg, stem_path=True), {"preset": "classic"}, [])
-    export_onnx(tmp_path / "s.pt", tmp_path / "s.onnx")
-    got = FilterRunner(tmp_path / "s.onnx").run_numpy(x.numpy())
-    assert float(np.abs(got - changed.numpy()).max()) < 1e-4
 
 
 def test_block0_path_is_block0s_vjp_grows_and_exports(gen, tmp_path):
@@ -758,8 +773,6 @@ def test_block0_path_is_block0s_vjp_grows_and_exports(gen, tmp_path):
     equals autograd's gradient of <block0(stem), g> (odd sizes too), grows from a filter without it
     (with or without the stem path beside it), cannot be dropped, and ONNX Runtime runs it."""
     pytest.importorskip("onnxruntime")
-    from fastdream.distill.export import export_onnx, generator_from_onnx
-    from fastdream.distill.runtime import FilterRunner
 
     cfg = dict(width=4, blocks=1, deep=8, mid_blocks=1, version=3)
     b = build_generator(GeneratorConfig(**cfg, stem_path=True, block0_path=True), pretrained=True).eval()
@@ -769,38 +782,15 @@ def test_block0_path_is_block0s_vjp_grows_and_exports(gen, tmp_path):
         out = blk(stem)
         g = torch.randn(out.shape, generator=gen)
         (want,) = torch.autograd.grad(out, stem, g)
-        got = b.block0_vjp(g, stem.detach())
+        got = b.block0_vjp(g, blk.depthwise(stem.detach()))
         assert got.shape == want.shape
         assert float((got - want).abs().max()) < 1e-4 * float(want.abs().max())
-    a = build_generator(GeneratorConfig(**cfg, stem_path=True), pretrained=True).eval()
-    with torch.no_grad():
-        for n, p in a.named_parameters():
-            if not n.startswith("encoder."):
-                p.normal_(0, 0.3, generator=gen)
-    b.load_generator(a)
-    x = torch.rand(1, 3, 64, 96, generator=gen)
-    with torch.no_grad():
-        assert float((b(x) - a(x)).abs().max()) < 1e-6  # grown: the same filter
-        b.to_block0.weight.normal_(0, 0.3, generator=gen)
-        changed, before = b(x), a(x)
-    assert float((changed - before).abs().mean()) > 1e-3
-    with pytest.raises(ValueError, match="block0 path cannot lose it"):
-        a.load_generator(b)
+    _grows_keeps_and_exports(gen, tmp_path / "with", cfg, {"stem_path": True}, "block0_path", "to_block0")
+    # alone, without the stem path's own map
+    c = _grows_keeps_and_exports(gen, tmp_path / "alone", cfg, {}, "block0_path", "to_block0")
+    assert c.to_stem is None
     with pytest.raises(FastdreamError, match="block0 path is for the v3"):
         GeneratorConfig(width=4, blocks=1, deep=8, version=2, block0_path=True).validate()
-    tc = TrainConfig(**cfg, stem_path=True, block0_path=True)
-    save_checkpoint(tmp_path / "b.pt", b, None, 1, tc, {"preset": "classic"}, [])
-    export_onnx(tmp_path / "b.pt", tmp_path / "b.onnx")
-    got = FilterRunner(tmp_path / "b.onnx").run_numpy(x.numpy())
-    assert float(np.abs(got - changed.numpy()).max()) < 1e-4
-    again, _ = generator_from_onnx(tmp_path / "b.onnx")  # the file says it has the path
-    assert again.config.block0_path and again.config.stem_path
-    # alone, without the stem path's own map
-    c = build_generator(GeneratorConfig(**cfg, block0_path=True), pretrained=True).eval()
-    assert c.to_stem is None
-    with torch.no_grad():
-        c.to_block0.weight.normal_(0, 0.3, generator=gen)
-        assert float((c(x) - x).abs().mean()) > 1e-3
 
 
 def test_phases_filter_exports_re_exports_and_grows_by_init(pairs, tmp_path, gen):

@@ -38,20 +38,14 @@ import torch.nn.functional as F
 
 from fastdream.distill.losses import phase_grid
 from fastdream.imageio import load_image
-from fastdream.metrics import Judge, gaussian_window
+from fastdream.metrics import Judge, gaussian_blur
 
 
 def load(p: pathlib.Path) -> torch.Tensor:
     return load_image(p)[0]
 
 
-def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian (fastdream.metrics' window, 3 sigma either side), edges mirrored."""
-    r = int(3 * sigma + 0.5)
-    k = gaussian_window(2 * r + 1, sigma, torch.float32)
-    x = F.pad(x, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3)
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3)
+blur = gaussian_blur  # separable, 3 sigma either side, edges mirrored
 
 
 def variants(x, t, f, t1=None):

@@ -239,11 +239,18 @@ class MBConvBlock(nn.Module):
         self._act = nn.ReLU6()
         self.residual = spec.stride == 1 and spec.cin == spec.cout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, cin, H, W] -> [B, cout, H/s, W/s]
+    def depthwise(self, x: torch.Tensor) -> torch.Tensor:
+        """The depthwise convolution's output before its ReLU6 (after the expansion): what the block's
+        gate is taken from."""
         y = x
         if self.spec.expand != 1:
             y = self._act(conv_bn(self._expand_conv, self._bn0, y))
-        y = self._act(conv_bn(self._depthwise_conv, self._bn1, y))
+        return conv_bn(self._depthwise_conv, self._bn1, y)
+
+    def forward(self, x: torch.Tensor, depthwise: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, cin, H, W] -> [B, cout, H/s, W/s]``; ``depthwise``: :meth:`depthwise` of ``x`` when the
+        caller has it already."""
+        y = self._act(self.depthwise(x) if depthwise is None else depthwise)
         y = conv_bn(self._project_conv, self._bn2, y)
         return y + x if self.residual else y
 

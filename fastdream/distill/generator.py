@@ -471,22 +471,24 @@ class DreamNetB(_Generator):
             raise ValueError(f"weights that do not fit: missing {missing}, unexpected {unexpected}")
         return self
 
-    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``x`` in [0, 1] -> the stem's output (1/2) and each encoder block's, in order."""
+    def _encode(self, x: torch.Tensor, keep_depthwise0: bool = False):
+        """``x`` in [0, 1] -> the stem's output (1/2), each encoder block's in order, and block0's depthwise
+        3x3 before its ReLU6 (``keep_depthwise0``; else None) for the block0 path's gate."""
         enc = self.encoder
         h = enc._stem_act(conv_bn(enc._conv_stem, enc._bn0, (x - self.mean) / self.std))  # BatchNorm folded
         stem, feats = h, []
-        for block in enc._blocks:
-            h = block(h)
+        dw0 = enc._blocks[0].depthwise(h) if keep_depthwise0 else None
+        for i, block in enumerate(enc._blocks):
+            h = block(h, dw0) if i == 0 else block(h)
             feats.append(h)
-        return stem, feats
+        return stem, feats, dw0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, 3, H, W]
         H, W = x.shape[-2:]
         m = pad_multiple(self.config)
         ph, pw = (-H) % m, (-W) % m
         xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-        e1, feats = self._encode(xp)                                      # e1 [B, 32, H/2, W/2]
+        e1, feats, dw0 = self._encode(xp, self.to_block0 is not None)     # e1 [B, 32, H/2, W/2]
         e2, e3, e4 = feats[2], feats[4], feats[9]                         # 1/4, 1/8, 1/16
         y = self.lift4(e4)                                                # [B, d, H/16, W/16]
         if self.lift4_coarse is not None:                                 # the half-size pass: 1/32 -> 1/16
@@ -497,7 +499,7 @@ class DreamNetB(_Generator):
         y = self.fine1(F.relu(self.dec1(_resize_to(self.reduce2(y), e1) + self.skip1(e1))))   # [B, w, H/2, W/2]
         g = self.to_stem(y) if self.to_stem is not None else None         # [B, 32, H/2, W/2]
         if self.to_block0 is not None:                                    # block0's map, carried to the stem's
-            b = self.block0_vjp(self.to_block0(y), e1)
+            b = self.block0_vjp(self.to_block0(y), dw0)
             g = b if g is None else g + b
         y = self.head(y)                                                  # [B, 8, H/2, W/2]
         if self.out_phases is not None:                                   # 4 phases x 3 colours at 1/2
@@ -513,15 +515,15 @@ class DreamNetB(_Generator):
             delta = delta[..., :H, :W]
         return torch.clamp(x + delta, 0.0, 1.0)
 
-    def block0_vjp(self, g: torch.Tensor, stem: torch.Tensor) -> torch.Tensor:
+    def block0_vjp(self, g: torch.Tensor, depthwise: torch.Tensor) -> torch.Tensor:
         """``J^T g``: the map ``g`` at block0's output ``[B, 16, H/2, W/2]`` carried back to the stem's
-        output ``[B, 32, H/2, W/2]`` through block0 as it acts on ``stem`` (the 1x1 projection transposed,
-        ReLU6's gate where the depthwise 3x3's activation is strictly between 0 and 6, the depthwise 3x3
-        transposed; BatchNorms folded, SAME padding of a stride-1 3x3 is one pixel each side). The
-        gradient of ``<block0(stem), g>`` with respect to ``stem``; tested against autograd."""
+        output ``[B, 32, H/2, W/2]`` through block0 at the picture (the 1x1 projection transposed, ReLU6's
+        gate where ``depthwise``, block0's depthwise 3x3 before its ReLU6 (``MBConvBlock.depthwise``, kept
+        by the encoder pass), is strictly between 0 and 6, the depthwise 3x3 transposed; BatchNorms
+        folded, SAME padding of a stride-1 3x3 is one pixel each side). The gradient of
+        ``<block0(stem), g>`` with respect to the stem's output; tested against autograd."""
         blk = self.encoder._blocks[0]
-        pre = conv_bn(blk._depthwise_conv, blk._bn1, stem)                # the depthwise 3x3 before ReLU6
-        gate = ((pre > 0) & (pre < 6)).to(g.dtype)
+        gate = ((depthwise > 0) & (depthwise < 6)).to(g.dtype)
         wp, _ = fold_bn(blk._project_conv, blk._bn2)                      # [16, 32, 1, 1]
         wd, _ = fold_bn(blk._depthwise_conv, blk._bn1)                    # [32, 1, 3, 3]
         a = F.conv_transpose2d(g, wp) * gate

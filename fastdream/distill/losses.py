@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastdream.distill.config import FEATURE_NORMS
-from fastdream.metrics import gaussian_window, gram_matrix, unit_feature_distance
+from fastdream.metrics import gaussian_blur, gram_matrix, unit_feature_distance
 
 
 class FeatureLoss(torch.nn.Module):
@@ -186,9 +186,6 @@ class PatchDiscriminator(nn.Module):
         if not (0 <= highpass <= 8):
             raise ValueError(f"discriminator high-pass sigma must be in 0..8 pixels, got {highpass!r}")
         self.highpass = float(highpass)
-        if highpass > 0:
-            r = max(1, int(np.ceil(3 * highpass)))
-            self.register_buffer("taps", gaussian_window(2 * r + 1, highpass, torch.float32), persistent=False)
         self.net = self._branch(width)
         self.coarser = nn.ModuleList(self._branch(width) for _ in range(scales - 1))
 
@@ -203,13 +200,8 @@ class PatchDiscriminator(nn.Module):
         return nn.Sequential(*layers)
 
     def fine_band(self, y: torch.Tensor) -> torch.Tensor:
-        """``y`` minus its separable Gaussian blur (the high-pass the discriminator sees), times the gain."""
-        g = self.taps.to(y.dtype)
-        r, (B, C, H, W) = len(g) // 2, y.shape
-        t = y.reshape(B * C, 1, H, W)
-        b = F.conv2d(F.pad(t, (0, 0, r, r), mode="reflect"), g.view(1, 1, -1, 1))
-        b = F.conv2d(F.pad(b, (r, r, 0, 0), mode="reflect"), g.view(1, 1, 1, -1))
-        return (t - b).reshape(B, C, H, W) * self.HIGHPASS_GAIN
+        """``y`` minus its Gaussian blur (the high-pass the discriminator sees), times the gain."""
+        return (y - gaussian_blur(y, self.highpass)) * self.HIGHPASS_GAIN
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
         if self.highpass > 0:
